@@ -1,0 +1,98 @@
+"""The one configuration object: where everything lives and how big things may get.
+
+Every stage reads its paths from here, so the embedded default (a folder under the working
+directory) and a deployment (PostgreSQL, Redis, a Ray cluster) differ by environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PORTRAIT_", extra="ignore")
+
+    home: Path = Field(Path(".portrait"), description="Lake, Feast state, MLflow, keys.")
+    environment: str = Field("development", description="'development' or 'production'.")
+
+    # Ray: bounded to the cores we ask for; RAY_ADDRESS (Ray's own variable) attaches to a cluster.
+    ray_num_cpus: int = 2
+    ray_object_store_mb: int = 512
+
+    # Fitness-risk model: the privacy target for one training run (unit: one student).
+    fitness_risk_epsilon: float = 2.0
+    fitness_risk_max_delta: float = 1e-5
+    # Total budget of one data release (school-year snapshot); every spend is checked against it.
+    release_epsilon_budget: float = 10.0
+
+    token_minutes: int = 60
+
+    # --- derived locations (one obvious place each) ---
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def indicators_dir(self) -> Path:
+        return self.home / "indicators"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlflow-artifacts"
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.home / "scores"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.home / "privacy-ledger.db"
+
+    @property
+    def users_path(self) -> Path:
+        return self.home / "users.db"
+
+    def secret(self, name: str) -> bytes:
+        """A secret key kept under `home/keys` (created on first use, mode 0600).
+
+        Keys live beside the data they protect but never inside an export or the lake.
+        """
+        self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.keys_dir / f"{name}.key"
+        if not path.exists():
+            # O_EXCL: two processes racing to create the key cannot both write one.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,152 @@
+"""The input contract (shared/CONTRACT.md) as declarations: tables, columns, units, rules.
+
+Ingest, the synthetic city and the fitness scorer all read these, so a rule is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SUBJECTS = (
+    "chinese", "math", "english", "physics", "chemistry", "biology", "history", "geography",
+    "politics", "science", "it", "music", "art", "pe", "labor",
+)
+TEACHER_DIMENSIONS = ("awareness", "knowledge_skills", "application", "responsibility", "development")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str" | "int" | "float" | "date" | "bool" | "code"
+    required: bool = True  # the column must exist in the export
+    nullable: bool = False  # an empty cell is allowed
+    low: float | None = None  # physical range, inclusive
+    high: float | None = None
+    codes: tuple[str, ...] | None = None  # allowed lower-case codes (kind "code")
+    pseudonym: str | None = None  # identifier namespace: replaced by a keyed pseudonym at ingest
+    personal: bool = False  # personal data the engine never stores (dropped at ingest)
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # a duplicate key is a bad row
+    foreign_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (table, column)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+def _id(name: str, namespace: str | None = None, **kw) -> Column:
+    return Column(name, "str", pseudonym=namespace, **kw)
+
+
+STAGES = ("primary", "junior", "senior", "nine_year", "twelve_year")
+TITLES = ("none", "second", "first", "senior", "full_senior")
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("schools", (
+            _id("school_id"), Column("name", "str"), Column("district", "str"),
+            Column("stage", "code", codes=STAGES),
+        ), key=("school_id",)),
+        Table("classes", (
+            _id("class_id"), _id("school_id"), Column("school_year", "int", low=2000, high=2100),
+            Column("grade", "int", low=1, high=12), _id("head_teacher_id", "teacher"),
+        ), key=("class_id",), foreign_keys={"school_id": ("schools", "school_id")}),
+        Table("students", (
+            _id("student_id", "student"), Column("sex", "code", codes=("m", "f")),
+            Column("birth_date", "date"), Column("enrollment_year", "int", low=2000, high=2100),
+            Column("name", "str", required=False, nullable=True, personal=True),
+            Column("national_id", "str", required=False, nullable=True, personal=True),
+        ), key=("student_id",)),
+        Table("class_memberships", (
+            _id("student_id", "student"), _id("class_id"), Column("school_year", "int", low=2000, high=2100),
+        ), key=("student_id", "school_year"),
+            foreign_keys={"student_id": ("students", "student_id"), "class_id": ("classes", "class_id")}),
+        Table("teachers", (
+            _id("teacher_id", "teacher"), _id("school_id"), Column("sex", "code", codes=("m", "f")),
+            Column("birth_year", "int", low=1940, high=2010), Column("subject", "code"),
+            Column("title", "code", codes=TITLES), Column("years_experience", "int", low=0, high=50),
+            Column("name", "str", required=False, nullable=True, personal=True),
+        ), key=("teacher_id",), foreign_keys={"school_id": ("schools", "school_id")}),
+        Table("teaching_assignments", (
+            _id("teacher_id", "teacher"), _id("class_id"), Column("subject", "code"),
+            Column("school_year", "int", low=2000, high=2100),
+        ), key=("teacher_id", "class_id", "subject", "school_year"),
+            foreign_keys={"teacher_id": ("teachers", "teacher_id"), "class_id": ("classes", "class_id")}),
+        Table("terms", (
+            _id("term_id"), Column("school_year", "int", low=2000, high=2100), Column("term", "int", low=1, high=2),
+            Column("start_date", "date"), Column("end_date", "date"),
+        ), key=("term_id",)),
+        Table("grades", (
+            _id("student_id", "student"), _id("term_id"), Column("subject", "code"),
+            Column("exam", "code", codes=("midterm", "final")),
+            Column("score", "float", low=0, high=200), Column("full_mark", "float", low=1, high=200),
+        ), key=("student_id", "term_id", "subject", "exam"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        Table("fitness_tests", (
+            _id("student_id", "student"), Column("test_date", "date"),
+            Column("school_year", "int", low=2000, high=2100), Column("grade", "int", low=1, high=12),
+            Column("sex", "code", codes=("m", "f")),
+            Column("height_cm", "float", low=80, high=230, unit="cm"),
+            Column("weight_kg", "float", low=10, high=200, unit="kg"),
+            Column("vital_capacity_ml", "float", nullable=True, low=200, high=10000, unit="ml"),
+            Column("run_50m_s", "float", nullable=True, low=5, high=30, unit="s"),
+            Column("sit_and_reach_cm", "float", nullable=True, low=-40, high=60, unit="cm"),
+            Column("rope_skip_1min", "float", nullable=True, low=0, high=400, unit="count"),
+            Column("sit_up_1min", "float", nullable=True, low=0, high=100, unit="count"),
+            Column("shuttle_50x8_s", "float", nullable=True, low=60, high=300, unit="s"),
+            Column("standing_long_jump_cm", "float", nullable=True, low=30, high=400, unit="cm"),
+            Column("pull_up", "float", nullable=True, low=0, high=100, unit="count"),
+            Column("run_800m_s", "float", nullable=True, low=120, high=900, unit="s"),
+            Column("run_1000m_s", "float", nullable=True, low=150, high=1000, unit="s"),
+        ), key=("student_id", "school_year"), foreign_keys={"student_id": ("students", "student_id")}),
+        Table("literacy_assessments", (
+            _id("student_id", "student"), _id("term_id"),
+            Column("domain", "code", codes=("digital", "reading", "science")),
+            Column("score", "float", low=0, high=100),
+        ), key=("student_id", "term_id", "domain"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        Table("conduct_records", (
+            _id("student_id", "student"), _id("term_id"),
+            Column("kind", "code", codes=("volunteer_hours", "honor", "discipline", "class_duty")),
+            Column("value", "float", low=0, high=1000),
+        ), key=(), foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        Table("activity_records", (
+            _id("student_id", "student"), _id("term_id"),
+            Column("domain", "code", codes=("aesthetic", "labor")), Column("kind", "code"),
+            Column("value", "float", low=0, high=1000),
+        ), key=(), foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        Table("attendance", (
+            _id("student_id", "student"), _id("term_id"),
+            Column("days_enrolled", "int", low=0, high=200), Column("days_absent", "int", low=0, high=200),
+        ), key=("student_id", "term_id"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        Table("teacher_assessments", (
+            _id("teacher_id", "teacher"), Column("assessed_on", "date"),
+            Column("dimension", "code", codes=TEACHER_DIMENSIONS), Column("score", "float", low=0, high=100),
+        ), key=("teacher_id", "assessed_on", "dimension"), foreign_keys={"teacher_id": ("teachers", "teacher_id")}),
+        Table("training_courses", (
+            _id("course_id"), _id("center_id"), Column("title", "str"), Column("dimensions", "str"),
+            Column("subject", "code"), Column("level", "code", codes=("basic", "intermediate", "advanced")),
+            Column("hours", "float", low=0, high=1000),
+        ), key=("course_id",)),
+        Table("teacher_trainings", (
+            _id("teacher_id", "teacher"), _id("course_id"), Column("enrolled_on", "date"),
+            Column("completed_on", "date", nullable=True), Column("completed", "bool"),
+            Column("satisfaction", "float", required=False, nullable=True, low=1, high=5),
+        ), key=("teacher_id", "course_id"),
+            foreign_keys={"teacher_id": ("teachers", "teacher_id"), "course_id": ("training_courses", "course_id")}),
+    )
+}
+
+# Parents before children, so foreign keys can be checked against what already loaded.
+LOAD_ORDER = tuple(TABLES)
