@@ -13,7 +13,8 @@ from serving.users import UserStore
 
 
 def create_app(settings: Settings | None = None, reader: PortraitReader | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    if settings is None:
+        settings = get_settings()
     app = FastAPI(title="Student portrait service", version="1")
     app.state.settings = settings
     app.state.reader = reader if reader is not None else LazyPortraitReader(lambda: _feast_reader(settings))

@@ -23,12 +23,12 @@ HASH_BYTES = 32
 TOKEN_ALGORITHM = "HS256"
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+def hash_password(password: str) -> str:
     """`scrypt$n$r$p$salt_b64$hash_b64`: the cost parameters travel with the hash, so raising
     them later leaves every existing hash verifiable."""
     salt = secrets.token_bytes(SALT_BYTES)
-    digest = _scrypt(password, salt, n, r, p)
-    return "$".join(["scrypt", str(n), str(r), str(p), _b64(salt), _b64(digest)])
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return "$".join(["scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(digest)])
 
 
 def verify_password(password: str, stored: str) -> bool:

@@ -1,0 +1,153 @@
+"""The Feast feature repository, declared as code and applied programmatically.
+
+Entities, sources, feature views and versioned feature services. A feature service is the
+contract between `features/` and a model: `fitness_risk_v1` names exactly the features the
+fitness-risk model reads, and `FITNESS_RISK_BOUNDS` fixes their ranges in advance (from the
+standard and the contract, never from the data), which DP training needs for its guarantee.
+
+Sources point at files under `Settings.indicators_dir` and `Settings.scores_dir`, so the
+definitions are built by functions of those folders rather than at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
+from feast.types import Float64, Int64, String
+
+PROJECT = "portrait"
+# A fitness test is annual: a value older than this is no longer "the student's fitness".
+FITNESS_TTL = timedelta(days=2 * 366)
+ENROLLMENT_TTL = timedelta(days=366)
+
+student = Entity(
+    name="student",
+    join_keys=["student_key"],
+    value_type=ValueType.STRING,
+    description="A student, keyed by the HMAC pseudonym of their id (never the id itself).",
+)
+
+ITEM_SCORE_FIELDS = [
+    "score_vital_capacity", "score_run_50m", "score_sit_and_reach", "score_rope_skip_1min", "score_sit_up_1min",
+    "score_shuttle_50x8", "score_standing_long_jump", "score_pull_up", "score_run_800m", "score_run_1000m",
+]
+
+# Features of fitness_risk_v1 with their fixed [low, high] range; missing item scores (items the
+# grade band does not test) enter as the low end, with the grade telling the model which band it is.
+FITNESS_RISK_BOUNDS: dict[str, tuple[float, float]] = {
+    "student_fitness:grade": (1, 12),
+    "student_fitness:bmi": (10, 40),
+    "student_fitness:score_bmi": (0, 100),
+    **{f"student_fitness:{name}": (0, 100) for name in ITEM_SCORE_FIELDS},
+    "student_fitness:standard_score": (0, 100),
+    "student_fitness:bonus": (0, 20),
+    "student_fitness:total_score": (0, 120),
+    "student_fitness:total_change": (-60, 60),
+    "student_fitness:years_failed_in_row": (0, 12),
+    "student_fitness:tests_taken": (1, 12),
+}
+
+
+def _source(path: Path, name: str) -> FileSource:
+    return FileSource(name=name, path=str(path.resolve()), timestamp_field="event_timestamp")
+
+
+def indicator_views(indicators_dir: Path) -> list:
+    fitness = FeatureView(
+        name="student_fitness",
+        entities=[student],
+        ttl=FITNESS_TTL,
+        schema=[
+            Field(name="school_year", dtype=Int64),
+            Field(name="grade", dtype=Int64),
+            Field(name="sex", dtype=String),
+            Field(name="height_cm", dtype=Float64),
+            Field(name="weight_kg", dtype=Float64),
+            Field(name="bmi", dtype=Float64),
+            Field(name="bmi_category", dtype=String),
+            Field(name="score_bmi", dtype=Float64),
+            *[Field(name=name, dtype=Float64) for name in ITEM_SCORE_FIELDS],
+            Field(name="standard_score", dtype=Float64),
+            Field(name="bonus", dtype=Float64),
+            Field(name="total_score", dtype=Float64),
+            Field(name="level", dtype=String),
+            Field(name="total_change", dtype=Float64),
+            Field(name="years_failed_in_row", dtype=Int64),
+            Field(name="tests_taken", dtype=Int64),
+        ],
+        source=_source(indicators_dir / "student_fitness.parquet", "student_fitness_source"),
+        description="Annual fitness test scored under CSPHS 2014, with career indicators.",
+    )
+    history = FeatureView(
+        name="student_fitness_history",
+        entities=[student],
+        ttl=FITNESS_TTL,
+        schema=[Field(name="history_json", dtype=String)],
+        source=_source(indicators_dir / "student_fitness_history.parquet", "student_fitness_history_source"),
+        description="Every fitness test so far, oldest first (JSON), for the portrait's history chart.",
+    )
+    enrollment = FeatureView(
+        name="student_enrollment",
+        entities=[student],
+        ttl=ENROLLMENT_TTL,
+        schema=[
+            Field(name="school_year", dtype=Int64),
+            Field(name="class_id", dtype=String),
+            Field(name="school_id", dtype=String),
+            Field(name="grade", dtype=Int64),
+        ],
+        source=_source(indicators_dir / "student_enrollment.parquet", "student_enrollment_source"),
+        description="The class and school a student belongs to this school year (role scopes read it).",
+    )
+    fitness_risk_v1 = FeatureService(
+        name="fitness_risk_v1",
+        features=[fitness[[name.split(":")[1] for name in FITNESS_RISK_BOUNDS]]],
+        description="Inputs of the fitness-risk model: next annual total below 60?",
+    )
+    return [student, fitness, history, enrollment, fitness_risk_v1]
+
+
+def score_views(scores_dir: Path) -> list:
+    scores = FeatureView(
+        name="fitness_risk_score",
+        entities=[student],
+        ttl=FITNESS_TTL,
+        schema=[
+            Field(name="risk_probability", dtype=Float64),
+            Field(name="model_name", dtype=String),
+            Field(name="model_version", dtype=Int64),
+            Field(name="model_epsilon", dtype=Float64),
+            Field(name="model_delta", dtype=Float64),
+        ],
+        source=_source(scores_dir / "fitness_risk_score.parquet", "fitness_risk_score_source"),
+        description="Batch-scored probability that the next annual fitness total is below 60.",
+    )
+    return [student, scores]
+
+
+def feature_store(feast_dir: Path, *, offline_store: str = "duckdb") -> FeatureStore:
+    """The store on the embedded default: file registry, DuckDB offline, SQLite online."""
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(
+        project=PROJECT,
+        provider="local",
+        registry=str((feast_dir / "registry.db").resolve()),
+        offline_store={"type": offline_store},
+        online_store={"type": "sqlite", "path": str((feast_dir / "online.db").resolve())},
+        entity_key_serialization_version=3,
+        repo_path=str(feast_dir.resolve()),
+    )
+    return FeatureStore(config=config)
+
+
+# Materialization windows start here: before any school year the engine can hold.
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def publish(store: FeatureStore, definitions: list, *, views: list[str] | None = None) -> None:
+    """Apply definitions to the registry, then load the latest values into the online store."""
+    store.apply(definitions)
+    names = views or [d.name for d in definitions if isinstance(d, FeatureView)]
+    store.materialize(EPOCH, datetime.now(timezone.utc) + timedelta(seconds=1), feature_views=names)

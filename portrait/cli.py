@@ -1,0 +1,209 @@
+"""`portrait`: the command line of the engine. Every stage alone, or `demo` for all of them.
+
+Heavy libraries (Feast, Ray, MLflow, torch) are imported inside the commands that need them,
+so `portrait --help` and `portrait fitness score` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import get_settings
+
+app = typer.Typer(help="Privacy-preserving student and teacher digital portraits.", no_args_is_help=True)
+fitness_app = typer.Typer(help="The national student fitness standard (CSPHS 2014).", no_args_is_help=True)
+users_app = typer.Typer(help="Who may sign in to the portrait service.", no_args_is_help=True)
+app.add_typer(fitness_app, name="fitness")
+app.add_typer(users_app, name="users")
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def synth(
+    students: Annotated[int, typer.Option(min=100, max=1_200_000, help="Number of students.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Same seed, same city.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder to write the contract tables to.")] = Path("out/city"),
+    school_years: Annotated[int, typer.Option(min=2, max=12)] = 3,
+    dirty: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of deliberately bad rows.")] = 0.0,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+):
+    """Write a synthetic city as contract tables (CONTRACT.md)."""
+    from portrait.pipeline import run_synth
+
+    counts = run_synth(out, students=students, seed=seed, school_years=school_years, dirty=dirty,
+                       file_format=file_format)
+    for name, rows in counts.items():
+        typer.echo(f"{name:<20}{rows:>10} rows")
+    typer.echo(f"written to {out}")
+
+
+@app.command()
+def ingest(
+    export_dir: Annotated[Path, typer.Argument(help="Folder of contract tables (CSV or Parquet).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+):
+    """Validate, pseudonymize and load an export into the lake; bad rows go to quarantine."""
+    from features.ingest import IngestError
+    from portrait.pipeline import run_ingest
+
+    try:
+        report = run_ingest(export_dir, get_settings())
+    except IngestError as error:
+        fail(str(error))
+    typer.echo(report.render())
+    if json_out:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    if report.errors:
+        fail("some tables were not loaded: " + "; ".join(report.errors))
+
+
+@fitness_app.command("score")
+def fitness_score(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A fitness_tests table (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option(help="Where to write the scored table (.csv or .parquet).")],
+):
+    """Score fitness tests under the national standard; unscorable rows say why in `problem`."""
+    from features.indicators.fitness import MissingColumnError, score_fitness_tests
+    from features.ingest import IngestError, read_table_file
+
+    try:
+        tests = read_table_file(input_path, "fitness_tests")
+        scored = score_fitness_tests(tests)
+    except (IngestError, MissingColumnError) as error:
+        fail(str(error))
+    if out.suffix == ".parquet":
+        scored.to_parquet(out, index=False)
+    else:
+        scored.to_csv(out, index=False)
+    unscored = int(scored["total_score"].isna().sum())
+    typer.echo(f"scored {len(scored) - unscored} of {len(scored)} rows -> {out}")
+    if unscored:
+        typer.echo(f"{unscored} rows could not be scored; see the `problem` column")
+
+
+@app.command()
+def features():
+    """Compute indicators from the lake and publish them to Feast (apply + materialize)."""
+    from portrait.pipeline import run_features
+
+    for name, rows in run_features(get_settings()).items():
+        typer.echo(f"{name:<28}{rows:>10} rows")
+
+
+@app.command()
+def train(
+    epsilon: Annotated[float | None, typer.Option(help="Privacy target ε (default: settings).")] = None,
+):
+    """Train the DP fitness-risk model on Ray, log it to MLflow and register it as champion."""
+    from portrait.pipeline import run_train
+
+    settings = get_settings()
+    if epsilon is not None:
+        settings = settings.model_copy(update={"fitness_risk_epsilon": epsilon})
+    result = run_train(settings)
+    typer.echo(json.dumps(result.__dict__, indent=2))
+
+
+@app.command()
+def score():
+    """Score every student with the champion model and publish the scores to the online store."""
+    from portrait.pipeline import run_score
+
+    typer.echo(f"scored {run_score(get_settings())} students")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+):
+    """Serve portraits (JSON API and web pages)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    students: Annotated[int, typer.Option(min=100, max=1_200_000)] = 5000,
+    seed: Annotated[int, typer.Option()] = 0,
+    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after scoring.")] = False,
+):
+    """Every stage on the embedded default: synth → ingest → features → train → score → serve."""
+    from portrait.pipeline import StageClock, create_demo_logins, run_features, run_ingest, run_score, run_synth, run_train
+
+    settings = get_settings()
+    export_dir = settings.home / "exports" / f"city-{students}-{seed}"
+    clock = StageClock(echo=typer.echo)
+    with clock.stage("synth", f"a city of {students} students"):
+        run_synth(export_dir, students=students, seed=seed)
+    with clock.stage("ingest", "validate, pseudonymize, load the lake"):
+        report = run_ingest(export_dir, settings)
+    typer.echo(report.render())
+    with clock.stage("features", "indicators, Feast apply + materialize"):
+        run_features(settings)
+    with clock.stage("train", "DP-SGD model and LightGBM twin on Ray; MLflow registry"):
+        result = run_train(settings)
+    typer.echo(
+        f"    fitness_risk v{result.model_version}: AUC {result.auc_dp:.3f} (DP, ε={result.epsilon:.2f}, "
+        f"δ={result.delta:.1e}) vs {result.auc_lightgbm:.3f} (non-private LightGBM); "
+        f"{result.n_train} train / {result.n_test} test students"
+    )
+    with clock.stage("score", "champion model → online store"):
+        run_score(settings)
+    logins = create_demo_logins(settings)
+    typer.echo(clock.render())
+    if no_serve:
+        return
+    base = f"http://{host}:{port}"
+    typer.echo(f"\nPortrait service on {base}  (log in at {base}/login)")
+    for login in logins:
+        typer.echo(f"  {login.role:<14} user {login.username:<9} password {login.password}  scope {', '.join(login.scope)}")
+        for key in login.students:
+            typer.echo(f"      {base}/students/{key}")
+    sys.stdout.flush()
+    serve(host=host, port=port)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="class_teacher, health_staff, training_center, data_officer")],
+    scope: Annotated[list[str], typer.Option(help="Class ids (teachers) or school ids (health staff).")] = [],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+):
+    """Add (or replace) a user."""
+    from serving.users import UserStore
+
+    try:
+        UserStore(get_settings().users_path).add(username, password, role, scope)
+    except ValueError as error:
+        fail(str(error))
+    typer.echo(f"user {username} ({role}) saved")
+
+
+@users_app.command("list")
+def users_list():
+    """List users, their roles and scopes."""
+    from serving.users import UserStore
+
+    for user in UserStore(get_settings().users_path).list():
+        state = "disabled" if user.disabled else "active"
+        typer.echo(f"{user.username:<16}{user.role.value:<16}{state:<10}{', '.join(user.scope)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,113 @@
+"""The stages in order, each callable alone (the CLI's commands) or all together (`demo`)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import Settings
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class StageClock:
+    """Wall time per stage, printed as it goes so a long demo shows progress."""
+
+    echo: Echo = print
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, doing: str):
+        self.echo(f"[{len(self.seconds) + 1}] {name}: {doing} ...")
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - started
+        self.echo(f"    {name} done in {self.seconds[name]:.1f} s")
+
+    def render(self) -> str:
+        total = sum(self.seconds.values())
+        rows = [f"  {name:<12}{seconds:8.1f} s" for name, seconds in self.seconds.items()]
+        return "\n".join(["Wall time by stage:", *rows, f"  {'total':<12}{total:8.1f} s"])
+
+
+def run_synth(out_dir: Path, *, students: int, seed: int, school_years: int = 3, dirty: float = 0.0,
+              file_format: str = "parquet") -> dict[str, int]:
+    from features.synth import CityPlan, synthesize, write_city
+
+    tables = synthesize(CityPlan(students=students, seed=seed, school_years=school_years, dirty=dirty))
+    write_city(tables, out_dir, file_format=file_format)
+    return {name: len(frame) for name, frame in tables.items()}
+
+
+def run_ingest(export_dir: Path, settings: Settings):
+    from features.ingest import ingest
+    from privacy.pseudonyms import Pseudonymizer
+
+    return ingest(
+        export_dir, lake_dir=settings.lake_dir, quarantine_dir=settings.quarantine_dir,
+        pseudonymizer=Pseudonymizer(settings.secret("pseudonym")),
+    )
+
+
+def run_features(settings: Settings) -> dict[str, int]:
+    """Indicators from the lake, then Feast apply + materialize."""
+    from features.feature_repo import feature_store, indicator_views, publish
+    from features.indicators import build_indicators
+
+    counts = build_indicators(settings.lake_dir, settings.indicators_dir)
+    publish(feature_store(settings.feast_dir), indicator_views(settings.indicators_dir))
+    return counts
+
+
+def run_train(settings: Settings, **overrides):
+    from features.feature_repo import feature_store
+    from training.fitness_risk import FitnessRiskConfig, train_fitness_risk
+    from training.ray_runtime import ray_session
+
+    config = FitnessRiskConfig(
+        epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta, **overrides
+    )
+    with ray_session(settings):
+        return train_fitness_risk(feature_store(settings.feast_dir), settings, config)
+
+
+def run_score(settings: Settings) -> int:
+    from features.feature_repo import feature_store
+    from training.score import score_fitness_risk
+
+    return score_fitness_risk(feature_store(settings.feast_dir), settings)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    role: str
+    scope: list[str]
+    students: list[str]  # a few student keys the login may open
+
+
+def create_demo_logins(settings: Settings) -> list[DemoLogin]:
+    """Two class teachers (the largest classes of the latest year) and their school's health staff."""
+    from features.lake import read_lake
+    from serving.users import UserStore
+
+    memberships = read_lake(settings.lake_dir, "class_memberships")
+    classes = read_lake(settings.lake_dir, "classes")
+    latest = memberships[memberships["school_year"] == memberships["school_year"].max()]
+    sizes = latest.groupby("class_id").size().sort_values(ascending=False, kind="stable")
+    users = UserStore(settings.users_path)
+    logins = []
+    for n, class_id in enumerate(sizes.index[:2], start=1):
+        keys = latest.loc[latest["class_id"] == class_id, "student_id"].sort_values().head(3).tolist()
+        logins.append(DemoLogin(f"teacher{n}", secrets.token_urlsafe(9), "class_teacher", [str(class_id)], keys))
+    school = str(classes.set_index("class_id").at[sizes.index[0], "school_id"])
+    logins.append(DemoLogin("health1", secrets.token_urlsafe(9), "health_staff", [school], logins[0].students[:1]))
+    for login in logins:
+        users.add(login.username, login.password, login.role, login.scope)
+    return logins

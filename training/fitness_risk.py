@@ -1,0 +1,193 @@
+"""Fitness risk: "will this student's next annual test total be below 60?"
+
+One example per student (the unit of privacy): features as of a test, label from the next
+year's test, both read point-in-time from Feast. The DP model (Opacus DP-SGD) and its
+non-private LightGBM twin train side by side as Ray tasks on the same split; MLflow records
+the privacy guarantee and both AUCs, and registers the DP model with the alias `champion`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import ray
+
+from core.config import Settings
+from features.feature_repo import FITNESS_RISK_BOUNDS
+from privacy.ledger import PrivacyLedger
+
+MODEL_NAME = "fitness_risk"
+FEATURE_SERVICE = "fitness_risk_v1"
+FAIL_BELOW = 60.0
+FEATURES = [name.split(":")[1] for name in FITNESS_RISK_BOUNDS]
+
+
+@dataclass(frozen=True)
+class FitnessRiskConfig:
+    epsilon: float = 2.0
+    max_delta: float = 1e-5  # δ = min(max_delta, 1/n): never more than one in n
+    max_grad_norm: float = 1.0
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 0.1
+    hidden_units: int = 32
+    test_share: float = 0.25
+    seed: int = 0
+    release: str = "default"
+
+    def __post_init__(self):
+        if not 0 < self.test_share < 1:
+            raise ValueError("test_share must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    run_id: str
+    model_version: int
+    n_train: int
+    n_test: int
+    positive_rate: float
+    auc_dp: float
+    auc_lightgbm: float
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    seconds_dp: float
+    seconds_lightgbm: float
+
+
+def training_examples(store) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per student: features as of their last-but-one test, label from their last.
+
+    Both come from Feast's point-in-time join, so nothing from after the feature date leaks in.
+    """
+    source = store.get_feature_view("student_fitness").batch_source.path
+    tests = pd.read_parquet(source, columns=["student_key", "event_timestamp", "school_year"])
+    tests = tests.sort_values(["student_key", "event_timestamp"])
+    following = tests.groupby("student_key").shift(-1)
+    pairs = tests.assign(label_timestamp=following["event_timestamp"], next_year=following["school_year"])
+    pairs = pairs[pairs["next_year"] == pairs["school_year"] + 1]
+    pairs = pairs.groupby("student_key").tail(1).reset_index(drop=True)  # one example per student
+
+    features = store.get_historical_features(
+        entity_df=pairs[["student_key", "event_timestamp"]],
+        features=store.get_feature_service(FEATURE_SERVICE),
+    ).to_df()
+    labels = store.get_historical_features(
+        entity_df=pairs[["student_key", "label_timestamp"]].rename(columns={"label_timestamp": "event_timestamp"}),
+        features=["student_fitness:total_score"],
+    ).to_df()
+    joined = features.merge(labels.rename(columns={"total_score": "next_total"}), on="student_key")
+    joined = joined.dropna(subset=["next_total"]).sort_values("student_key").reset_index(drop=True)
+    return joined[["student_key", *FEATURES]], (joined["next_total"] < FAIL_BELOW).to_numpy(dtype=int)
+
+
+@ray.remote(num_cpus=1)
+def fit_dp_model(X: np.ndarray, y: np.ndarray, params: dict):
+    import torch
+
+    from models.risk_classifier import DPRiskClassifier
+
+    torch.set_num_threads(1)  # one Ray CPU, one thread: the twin trains on the other core
+    started = time.perf_counter()
+    model = DPRiskClassifier(**params).fit(X, y)
+    return model, time.perf_counter() - started
+
+
+@ray.remote(num_cpus=1)
+def fit_lightgbm(X: np.ndarray, y: np.ndarray, seed: int):
+    from lightgbm import LGBMClassifier
+
+    started = time.perf_counter()
+    model = LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, n_jobs=1,
+                           random_state=seed, verbose=-1).fit(X, y)
+    return model, time.perf_counter() - started
+
+
+def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | None = None) -> TrainingResult:
+    """Train, evaluate, log and register the fitness-risk model. Needs a running Ray session."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    config = config or FitnessRiskConfig(epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta)
+    frame, y = training_examples(store)
+    if len(frame) < 50 or y.sum() < 5 or (1 - y).sum() < 5:
+        raise ValueError(
+            f"fitness risk needs at least 50 students with two consecutive annual tests and 5 of each outcome; "
+            f"found {len(frame)} students, {int(y.sum())} who failed the next test"
+        )
+    X = frame[FEATURES].to_numpy(dtype=np.float64)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=config.test_share, random_state=config.seed, stratify=y
+    )
+    delta = min(config.max_delta, 1.0 / len(X_train))
+    params = {
+        "feature_bounds": [FITNESS_RISK_BOUNDS[f"student_fitness:{name}"] for name in FEATURES],
+        "epsilon": config.epsilon, "delta": delta, "max_grad_norm": config.max_grad_norm,
+        "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+        "hidden_units": config.hidden_units, "random_state": config.seed,
+    }
+
+    # Spend the budget before touching the data: refused spends train nothing.
+    ledger = PrivacyLedger(settings.ledger_path)
+    ledger.open_release(config.release, epsilon=settings.release_epsilon_budget, delta=1e-3)
+    ledger.spend(config.release, what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
+                 mechanism="DP-SGD (Opacus, Poisson sampling)", accountant="prv")
+
+    (dp_model, seconds_dp), (twin, seconds_lgbm) = ray.get([
+        fit_dp_model.remote(X_train, y_train, params),
+        fit_lightgbm.remote(X_train, y_train, config.seed),
+    ])
+    auc_dp = float(roc_auc_score(y_test, dp_model.predict_proba(X_test)[:, 1]))
+    auc_lgbm = float(roc_auc_score(y_test, twin.predict_proba(X_test)[:, 1]))
+    spent = dp_model.privacy_
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    experiment = mlflow.get_experiment_by_name(MODEL_NAME) or mlflow.get_experiment(
+        mlflow.create_experiment(MODEL_NAME, artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri())
+    )
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"{MODEL_NAME}-eps{config.epsilon:g}") as run:
+        mlflow.log_params({
+            **{f"config.{k}": v for k, v in asdict(config).items()},
+            "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES),
+            "dp.unit_of_privacy": spent.unit, "dp.accountant": spent.accountant,
+            "dp.delta": spent.delta, "dp.noise_multiplier": round(spent.noise_multiplier, 6),
+            "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": round(spent.sample_rate, 6),
+            "dp.steps": spent.steps, "dp.target_epsilon": config.epsilon,
+            "n_train": len(X_train), "n_test": len(X_test),
+        })
+        mlflow.log_metrics({
+            "dp.epsilon": spent.epsilon, "auc_test": auc_dp, "auc_test_nonprivate_lightgbm": auc_lgbm,
+            "auc_gap": auc_lgbm - auc_dp, "positive_rate": float(y.mean()),
+            "fit_seconds_dp": seconds_dp, "fit_seconds_lightgbm": seconds_lgbm,
+        })
+        info = mlflow.sklearn.log_model(
+            dp_model, name="model", registered_model_name=MODEL_NAME,
+            serialization_format="cloudpickle",
+            signature=infer_signature(pd.DataFrame(X_test[:5], columns=FEATURES), dp_model.predict_proba(X_test[:5])),
+            pip_requirements=_requirements(),
+        )
+    client = mlflow.MlflowClient()
+    version = int(info.registered_model_version)
+    for key, value in {"epsilon": spent.epsilon, "delta": spent.delta, "accountant": spent.accountant,
+                       "noise_multiplier": spent.noise_multiplier, "max_grad_norm": spent.max_grad_norm,
+                       "unit_of_privacy": spent.unit, "auc_test": auc_dp, "auc_nonprivate": auc_lgbm}.items():
+        client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
+    client.set_registered_model_alias(MODEL_NAME, "champion", str(version))
+    return TrainingResult(
+        run_id=run.info.run_id, model_version=version, n_train=len(X_train), n_test=len(X_test),
+        positive_rate=float(y.mean()), auc_dp=auc_dp, auc_lightgbm=auc_lgbm, epsilon=spent.epsilon,
+        delta=spent.delta, noise_multiplier=spent.noise_multiplier, seconds_dp=seconds_dp, seconds_lightgbm=seconds_lgbm,
+    )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "opacus", "scikit-learn", "numpy", "portrait-engine")]
