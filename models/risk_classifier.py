@@ -45,8 +45,9 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
-        if type_of_target(y) != "binary":
-            raise ValueError(f"DPRiskClassifier is a binary classifier; got target type {type_of_target(y)!r}")
+        target_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if target_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {target_type}.")
         self.classes_, encoded = np.unique(y, return_inverse=True)
         self.bounds_ = self._check_bounds(X.shape[1])
         torch.manual_seed(self.random_state)
@@ -72,6 +73,7 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - positive, positive])
 
     def predict(self, X):
+        check_is_fitted(self, "module_")
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
     def _network(self, n_features: int) -> nn.Module:
@@ -95,5 +97,5 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.non_deterministic = False
+        tags.classifier_tags.multi_class = False
         return tags

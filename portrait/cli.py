@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -146,12 +147,15 @@ def demo(
     from portrait.pipeline import StageClock, create_demo_logins, run_features, run_ingest, run_score, run_synth, run_train
 
     settings = get_settings()
-    export_dir = settings.home / "exports" / f"city-{students}-{seed}"
     clock = StageClock(echo=typer.echo)
-    with clock.stage("synth", f"a city of {students} students"):
-        run_synth(export_dir, students=students, seed=seed)
-    with clock.stage("ingest", "validate, pseudonymize, load the lake"):
-        report = run_ingest(export_dir, settings)
+    # The synthetic export holds raw ids and names, like a real one: it lives outside
+    # PORTRAIT_HOME and is gone once ingested, so the engine's folder never holds them.
+    with tempfile.TemporaryDirectory(prefix="portrait-export-") as export:
+        export_dir = Path(export)
+        with clock.stage("synth", f"a city of {students} students"):
+            run_synth(export_dir, students=students, seed=seed)
+        with clock.stage("ingest", "validate, pseudonymize, load the lake"):
+            report = run_ingest(export_dir, settings)
     typer.echo(report.render())
     with clock.stage("features", "indicators, Feast apply + materialize"):
         run_features(settings)

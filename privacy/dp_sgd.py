@@ -69,10 +69,12 @@ def train_dp_sgd(
         generator=generator,
     )
     optimizer = torch.optim.SGD(module.parameters(), lr=config.learning_rate, momentum=0.9)
-    engine = PrivacyEngine(accountant=config.accountant)
     with warnings.catch_warnings():
-        # Opacus warns that secure_mode is off: torchcsprng has no build for torch 2.x (STACK-NOTES).
+        # Opacus warns that secure_mode is off: torchcsprng has no build for torch 2.x (STACK-NOTES),
+        # and that RDP's largest order was optimal while PRV searches its domain: neither is actionable.
         warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        engine = PrivacyEngine(accountant=config.accountant)
         private_module, private_optimizer, private_loader = engine.make_private_with_epsilon(
             module=module,
             optimizer=optimizer,
@@ -83,6 +85,8 @@ def train_dp_sgd(
             max_grad_norm=config.max_grad_norm,
         )
     private_module.train()
+    # Opacus's per-sample hooks fire on a first layer whose inputs need no gradient; torch warns.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", module="torch")
     for _ in range(config.epochs):
         for batch_features, batch_labels in private_loader:
             if len(batch_features) == 0:  # Poisson sampling can draw an empty batch

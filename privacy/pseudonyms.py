@@ -28,7 +28,9 @@ class Pseudonymizer:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_CHARS]
 
     def series(self, namespace: str, identifiers: pd.Series) -> pd.Series:
-        """Pseudonymize a column; empty cells stay empty."""
-        unique = identifiers.dropna().astype(str).unique()
-        mapping = {value: self.one(namespace, value) for value in unique}
-        return identifiers.astype("string").map(mapping, na_action="ignore").astype("string")
+        """Pseudonymize a column; empty cells (missing or blank) stay empty."""
+        text = identifiers.astype("string")
+        # A blank cell is no identifier: hashing "" would dress an empty value up as a person.
+        text = text.mask(text.str.strip().eq("").fillna(False))
+        mapping = {value: self.one(namespace, value) for value in text.dropna().unique()}
+        return text.map(mapping, na_action="ignore").astype("string")

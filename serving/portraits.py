@@ -47,7 +47,9 @@ class FeastPortraitReader:
                 "standard_score": fitness["standard_score"], "bonus": fitness["bonus"],
                 "total_score": fitness["total_score"], "level": fitness["level"],
             }
-        history_json = value.get("student_fitness_history__history_json")
+        history = json.loads(value.get("student_fitness_history__history_json") or "[]")
+        if latest is not None and history:
+            latest["test_date"] = history[-1]["test_date"]
         risk = None
         if value.get("fitness_risk_score__risk_probability") is not None:
             risk = {
@@ -65,6 +67,6 @@ class FeastPortraitReader:
             "school_year": value["student_enrollment__school_year"],
             "sex": fitness["sex"],
             "fitness_latest": latest,
-            "fitness_history": json.loads(history_json) if history_json else [],
+            "fitness_history": history,
             "risk": risk,
         }

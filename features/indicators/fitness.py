@@ -171,7 +171,7 @@ def _mask(n: int, rows: np.ndarray) -> np.ndarray:
     return mask
 
 
-HISTORY_FIELDS = ["school_year", "grade", "test_date", "total_score", "level", "bmi", "bmi_category"]
+HISTORY_FIELDS = ["school_year", "grade", "test_date", "total_score", "level", "bmi", "bmi_category", "score_bmi"]
 
 
 def fitness_indicators(scored: pd.DataFrame) -> pd.DataFrame:

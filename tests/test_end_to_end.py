@@ -1,0 +1,170 @@
+"""The whole path on a tiny city: the real `portrait` command, Feast, Ray, MLflow, and HTTP.
+
+`portrait demo --no-serve` runs every stage in a child process, `portrait serve` answers on a
+free loopback port, and the test reads portraits as a class teacher would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from core.config import Settings
+from serving.users import UserStore
+
+STUDENTS = 400
+SEED = 5
+PORTRAIT = [sys.executable, "-m", "portrait.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    home = tmp_path_factory.mktemp("portrait-home")
+    env = {**os.environ, "PORTRAIT_HOME": str(home), "RAY_AUTH_MODE": "disabled"}
+    started = time.perf_counter()
+    demo = subprocess.run(
+        [*PORTRAIT, "demo", "--students", str(STUDENTS), "--seed", str(SEED), "--no-serve"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    seconds = time.perf_counter() - started
+
+    port = _free_port()
+    server = subprocess.Popen([*PORTRAIT, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("server did not come up: " + (server.stdout.read() if server.poll() is not None else ""))
+        yield {"home": home, "base": base, "demo": demo.stdout, "seconds": seconds, "settings": Settings(home=home)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def classes(city):
+    """Two classes of the latest school year and their students (pseudonymous keys)."""
+    memberships = pd.read_parquet(city["settings"].lake_dir / "class_memberships.parquet")
+    latest = memberships[memberships["school_year"] == memberships["school_year"].max()]
+    scored = set(pd.read_parquet(city["settings"].scores_dir / "fitness_risk_score.parquet")["student_key"])
+    latest = latest[latest["student_id"].isin(scored)]
+    first, second = latest["class_id"].value_counts().index[:2]
+    mine = latest.loc[latest["class_id"] == first, "student_id"].tolist()
+    other = latest.loc[latest["class_id"] == second, "student_id"].tolist()
+    users = UserStore(city["settings"].users_path)
+    users.add("e2e-teacher", "correct horse battery", "class_teacher", [first])
+    return {"mine": mine, "other": other, "class_id": first}
+
+
+def _token(base: str, username="e2e-teacher", password="correct horse battery") -> dict:
+    response = httpx.post(f"{base}/api/v1/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_demo_runs_every_stage_and_reports_the_models(city):
+    out = city["demo"]
+    for stage in ("synth", "ingest", "features", "train", "score"):
+        assert re.search(rf"{stage} done in [\d.]+ s", out), out
+    assert re.search(r"AUC 0\.\d+ \(DP, ε=[\d.]+, δ=[\d.e-]+\) vs 0\.\d+ \(non-private LightGBM\)", out)
+    assert city["seconds"] < 180
+
+
+def test_class_teacher_reads_own_student_portrait_with_history_and_risk(city, classes):
+    response = httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait", headers=_token(city["base"]))
+    assert response.status_code == 200, response.text
+    portrait = response.json()
+    assert portrait["class_id"] == classes["class_id"]
+    assert "school_id" not in portrait
+    assert portrait["history"], "fitness history is empty"
+    years = [year["school_year"] for year in portrait["history"]]
+    assert years == sorted(years)
+    assert portrait["latest"]["level"] in {"excellent", "good", "pass", "fail"}
+    risk = portrait["risk"]
+    assert 0 <= risk["probability"] <= 1
+    assert risk["model_name"] == "fitness_risk" and risk["model_version"] >= 1
+    assert 0 < risk["epsilon"] <= Settings().fitness_risk_epsilon + 1e-6
+    assert 0 < risk["delta"] <= 1 / 100
+
+
+def test_class_teacher_cannot_read_another_class_and_unknown_looks_the_same(city, classes):
+    headers = _token(city["base"])
+    other = httpx.get(f"{city['base']}/api/v1/students/{classes['other'][0]}/portrait", headers=headers)
+    unknown = httpx.get(f"{city['base']}/api/v1/students/{'0' * 24}/portrait", headers=headers)
+    assert other.status_code == unknown.status_code == 403
+    assert other.json() == unknown.json()
+    assert httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait").status_code == 401
+
+
+def test_student_page_draws_the_fitness_history(city, classes):
+    with httpx.Client(base_url=city["base"]) as browser:
+        login = browser.post("/login", data={"username": "e2e-teacher", "password": "correct horse battery"})
+        assert login.status_code in (200, 303)
+        page = browser.get(f"/students/{classes['mine'][0]}")
+        assert page.status_code == 200
+        assert "<svg" in page.text and "fitness_risk" in page.text
+
+
+def test_model_is_registered_as_champion_with_its_privacy_guarantee(city):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=city["settings"].mlflow_uri, registry_uri=city["settings"].mlflow_uri)
+    version = client.get_model_version_by_alias("fitness_risk", "champion")
+    run = client.get_run(version.run_id)
+    for param in ("dp.delta", "dp.noise_multiplier", "dp.max_grad_norm", "dp.accountant", "dp.unit_of_privacy"):
+        assert param in run.data.params
+    for metric in ("dp.epsilon", "auc_test", "auc_test_nonprivate_lightgbm"):
+        assert metric in run.data.metrics
+    assert float(run.data.params["dp.delta"]) <= 1 / float(run.data.params["n_train"])
+    assert run.data.metrics["dp.epsilon"] <= float(run.data.params["dp.target_epsilon"]) + 1e-6
+    assert version.tags["accountant"] == "prv"
+
+
+def test_nothing_under_portrait_home_holds_a_raw_id_name_or_national_id(city):
+    from features.synth import CityPlan, synthesize
+
+    students = synthesize(CityPlan(students=STUDENTS, seed=SEED))["students"]
+    secrets_ = set(students["student_id"]) | set(students["name"]) | set(students["national_id"])
+    for path in Path(city["home"]).rglob("*"):
+        if not path.is_file() or path.suffix == ".key":
+            continue
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            text = " ".join(
+                " ".join(map(str, table.column(name).to_pylist()))
+                for name in table.column_names
+                if pa_is_text(table.schema.field(name).type)
+            )
+        else:
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+        leaked = [s for s in list(secrets_)[:2000] if s in text]
+        assert not leaked, f"{path} holds raw personal data, e.g. {leaked[:3]}"
+
+
+def pa_is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)

@@ -1,0 +1,75 @@
+"""The DP risk classifier is a scikit-learn estimator that keeps its privacy promise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from models.risk_classifier import DPRiskClassifier
+
+
+def _problem(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 100, (n, 4))
+    logit = (X[:, 0] - 50) / 10 - (X[:, 1] - 50) / 20
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+BOUNDS = [(0, 100)] * 4
+
+
+def test_learns_under_dp_and_reports_a_spend_within_the_target():
+    X, y = _problem()
+    model = DPRiskClassifier(feature_bounds=BOUNDS, epsilon=4.0, delta=1e-5, epochs=10).fit(X[:2000], y[:2000])
+    auc = roc_auc_score(y[2000:], model.predict_proba(X[2000:])[:, 1])
+    assert auc > 0.8
+    spent = model.privacy_
+    assert 0 < spent.epsilon <= 4.0 + 1e-6
+    assert spent.delta == 1e-5 and spent.noise_multiplier > 0.3 and spent.accountant == "prv"
+    assert spent.steps > 0 and 0 < spent.sample_rate < 1
+
+
+def test_same_seed_same_model():
+    X, y = _problem(800)
+    a = DPRiskClassifier(feature_bounds=BOUNDS, epochs=2, random_state=3).fit(X, y).predict_proba(X)
+    b = DPRiskClassifier(feature_bounds=BOUNDS, epochs=2, random_state=3).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(a, b)
+
+
+def test_inputs_are_clipped_to_the_declared_bounds_not_the_data():
+    X, y = _problem(800)
+    model = DPRiskClassifier(feature_bounds=BOUNDS, epochs=2).fit(X, y)
+    far = X[:5].copy()
+    far[:, 0] = 1e6
+    at_bound = X[:5].copy()
+    at_bound[:, 0] = 100
+    np.testing.assert_allclose(model.predict_proba(far), model.predict_proba(at_bound))
+
+
+def test_missing_values_enter_as_the_low_end():
+    X, y = _problem(800)
+    model = DPRiskClassifier(feature_bounds=BOUNDS, epochs=2).fit(X, y)
+    missing, low = X[:5].copy(), X[:5].copy()
+    missing[:, 2], low[:, 2] = np.nan, 0
+    np.testing.assert_allclose(model.predict_proba(missing), model.predict_proba(low))
+
+
+@pytest.mark.parametrize("bounds", [[(0, 1)] * 3, [(1, 0)] * 4])
+def test_bad_bounds_are_refused(bounds):
+    X, y = _problem(200)
+    with pytest.raises(ValueError, match="feature_bounds"):
+        DPRiskClassifier(feature_bounds=bounds).fit(X, y)
+
+
+def test_multiclass_target_is_refused():
+    X, _ = _problem(200)
+    with pytest.raises(ValueError, match="Only binary classification"):
+        DPRiskClassifier().fit(X, np.arange(200) % 3)
+
+
+@parametrize_with_checks([DPRiskClassifier(epochs=2, epsilon=8.0, delta=1e-3, batch_size=32)])
+def test_sklearn_estimator_contract(estimator, check):
+    check(estimator)
