@@ -85,16 +85,17 @@ def train_dp_sgd(
             max_grad_norm=config.max_grad_norm,
         )
     private_module.train()
-    # Opacus's per-sample hooks fire on a first layer whose inputs need no gradient; torch warns.
-    warnings.filterwarnings("ignore", message="Full backward hook is firing", module="torch")
-    for _ in range(config.epochs):
-        for batch_features, batch_labels in private_loader:
-            if len(batch_features) == 0:  # Poisson sampling can draw an empty batch
-                continue
-            private_optimizer.zero_grad()
-            loss = loss_fn(private_module(batch_features), batch_labels)
-            loss.backward()
-            private_optimizer.step()
+    with warnings.catch_warnings():
+        # Opacus's per-sample hooks fire on a first layer whose inputs need no gradient; torch warns.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for _ in range(config.epochs):
+            for batch_features, batch_labels in private_loader:
+                if len(batch_features) == 0:  # Poisson sampling can draw an empty batch
+                    continue
+                private_optimizer.zero_grad()
+                loss = loss_fn(private_module(batch_features), batch_labels)
+                loss.backward()
+                private_optimizer.step()
     # Accountant history: (noise multiplier, sample rate, steps) for each run of equal steps.
     noise_multiplier, sample_rate, _ = engine.accountant.history[-1]
     spent = PrivacySpent(
