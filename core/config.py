@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
+        # Inside the lake: each lake version holds the rows its own ingest refused.
+        return self.lake_dir / "quarantine"
 
     @property
     def indicators_dir(self) -> Path:

@@ -34,6 +34,14 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # a duplicate key is a bad row
     foreign_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (table, column)
+    # What a re-export "covers" for a table without a key: its rows replace every earlier row
+    # of the same (student, term), so a corrected export of a term's records supersedes it whole.
+    covers: tuple[str, ...] = ()
+
+    @property
+    def replace_by(self) -> tuple[str, ...]:
+        """Columns identifying the earlier rows a re-exported row replaces."""
+        return self.key or self.covers
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -119,12 +127,13 @@ TABLES: dict[str, Table] = {
             _id("student_id", "student"), _id("term_id"),
             Column("kind", "code", codes=("volunteer_hours", "honor", "discipline", "class_duty")),
             Column("value", "float", low=0, high=1000),
-        ), key=(), foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        ), key=(), covers=("student_id", "term_id"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
         Table("activity_records", (
             _id("student_id", "student"), _id("term_id"),
             Column("domain", "code", codes=("aesthetic", "labor")), Column("kind", "code"),
             Column("value", "float", low=0, high=1000),
-        ), key=(), foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        ), key=(), covers=("student_id", "term_id"), foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
         Table("attendance", (
             _id("student_id", "student"), _id("term_id"),
             Column("days_enrolled", "int", low=0, high=200), Column("days_absent", "int", low=0, high=200),

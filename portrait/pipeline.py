@@ -48,10 +48,8 @@ def run_ingest(export_dir: Path, settings: Settings):
     from features.ingest import ingest
     from privacy.pseudonyms import Pseudonymizer
 
-    return ingest(
-        export_dir, lake_dir=settings.lake_dir, quarantine_dir=settings.quarantine_dir,
-        pseudonymizer=Pseudonymizer(settings.secret("pseudonym")),
-    )
+    return ingest(export_dir, lake_dir=settings.lake_dir, pseudonymizer=Pseudonymizer(settings.secret("pseudonym")),
+                  threads=settings.ray_num_cpus)
 
 
 def run_features(settings: Settings) -> dict[str, int]:

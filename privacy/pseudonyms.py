@@ -13,6 +13,8 @@ import hashlib
 import hmac
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PSEUDONYM_HEX_CHARS = 24  # 96 bits: no collision in any realistic city (birthday bound ~2^48)
 
@@ -22,10 +24,25 @@ class Pseudonymizer:
         if len(key) < 16:
             raise ValueError("pseudonym key must be at least 16 bytes")
         self._key = key
+        # Exports repeat the same ids in every table and batch: HMAC each distinct id once.
+        self._cache: dict[tuple[str, str], str] = {}
 
     def one(self, namespace: str, identifier: str) -> str:
-        message = f"{namespace}:{identifier.strip()}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_CHARS]
+        identifier = identifier.strip()
+        pseudonym = self._cache.get((namespace, identifier))
+        if pseudonym is None:
+            message = f"{namespace}:{identifier}".encode()
+            pseudonym = hmac.new(self._key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_CHARS]
+            self._cache[(namespace, identifier)] = pseudonym
+        return pseudonym
+
+    def array(self, namespace: str, identifiers: pa.Array) -> pa.Array:
+        """Pseudonymize an Arrow string column: each distinct id hashed once, then gathered."""
+        text = pc.utf8_trim_whitespace(identifiers.cast(pa.string()))
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        distinct = pc.unique(text).drop_null()
+        pseudonyms = pa.array([self.one(namespace, value) for value in distinct.to_pylist()], pa.string())
+        return pc.take(pseudonyms, pc.index_in(text, value_set=distinct))
 
     def series(self, namespace: str, identifiers: pd.Series) -> pd.Series:
         """Pseudonymize a column; empty cells (missing or blank) stay empty."""

@@ -94,8 +94,7 @@ def small_export(folder: Path, **override: list[str]) -> Path:
 
 
 def run(export: Path, home: Path, key: bytes = KEY) -> IngestReport:
-    return ingest(export, lake_dir=home / "lake", quarantine_dir=home / "quarantine",
-                  pseudonymizer=Pseudonymizer(key))
+    return ingest(export, lake_dir=home / "lake", pseudonymizer=Pseudonymizer(key))
 
 
 def lake(home: Path, table: str) -> pd.DataFrame:
@@ -103,7 +102,7 @@ def lake(home: Path, table: str) -> pd.DataFrame:
 
 
 def quarantine(home: Path, table: str) -> pd.DataFrame:
-    return pd.read_parquet(home / "quarantine" / f"{table}.parquet")
+    return pd.read_parquet(home / "lake" / "quarantine" / f"{table}.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +184,7 @@ def test_lake_columns_are_typed_as_the_contract_declares(tmp_path):
 
 def _written_text(home: Path) -> tuple[str, bytes]:
     """Every Parquet in the lake and quarantine: decoded as text, and as raw bytes."""
-    files = sorted((home / "lake").glob("*.parquet")) + sorted((home / "quarantine").glob("*.parquet"))
+    files = sorted((home / "lake").glob("*.parquet")) + sorted((home / "lake" / "quarantine").glob("*.parquet"))
     assert files
     text = "\n".join(pd.read_parquet(p).to_csv(index=False) + " ".join(pd.read_parquet(p).columns) for p in files)
     raw = b"\n".join(p.read_bytes() for p in files)
@@ -571,8 +570,8 @@ def test_parquet_export_with_typed_columns(tmp_path):
     home = tmp_path / "home"
     report = run(export, home)
     assert report.errors == []
-    students = lake(home, "students")
-    assert sorted(students["sex"]) == ["f", "m"]
+    students = lake(home, "students").sort_values("enrollment_year")  # the lake is ordered by pseudonym
+    assert students["sex"].tolist() == ["m", "f"]
     assert students["birth_date"].dt.strftime("%Y-%m-%d").tolist() == ["2012-03-04", "2013-05-06"]
     assert students["enrollment_year"].tolist() == [2019, 2020]
 
@@ -584,7 +583,7 @@ def test_parquet_export_with_typed_columns(tmp_path):
 
 def test_ingesting_the_same_export_twice_changes_nothing(city_csv, city_home, tmp_path):
     first = {p.name: pd.read_parquet(p) for p in sorted((city_home / "lake").glob("*.parquet"))}
-    first_q = {p.name: pd.read_parquet(p) for p in sorted((city_home / "quarantine").glob("*.parquet"))}
+    first_q = {p.name: pd.read_parquet(p) for p in sorted((city_home / "lake" / "quarantine").glob("*.parquet"))}
     # same home, second run: the lake already holds the first load
     home = tmp_path / "home"
     run(city_csv, home)
@@ -597,7 +596,7 @@ def test_ingesting_the_same_export_twice_changes_nothing(city_csv, city_home, tm
     for name, frame in first.items():
         pd.testing.assert_frame_equal(frame, pd.read_parquet(home / "lake" / name), obj=name)
     for name, frame in first_q.items():
-        pd.testing.assert_frame_equal(frame, pd.read_parquet(home / "quarantine" / name), obj=name)
+        pd.testing.assert_frame_equal(frame, pd.read_parquet(home / "lake" / "quarantine" / name), obj=name)
 
 
 def test_ingesting_a_dirty_export_twice_changes_nothing(tmp_path):
@@ -605,7 +604,7 @@ def test_ingesting_a_dirty_export_twice_changes_nothing(tmp_path):
     grades = GRADES + ["S999,2025-1,math,final,70,100"]
     export = small_export(tmp_path / "export", fitness_tests=BAD_FITNESS, grades=grades)
     first = run(export, home)
-    files = sorted((home / "lake").glob("*.parquet")) + sorted((home / "quarantine").glob("*.parquet"))
+    files = sorted((home / "lake").glob("*.parquet")) + sorted((home / "lake" / "quarantine").glob("*.parquet"))
     before = {p: p.read_bytes() for p in files}
     second = run(export, home)
     assert {p: p.read_bytes() for p in files} == before
@@ -626,8 +625,9 @@ def test_report_render_and_as_dict_contain_the_counts(bad_rows):
 
     text = report.render()
     lines = {line.split()[0]: line.split() for line in text.splitlines()[1:]}
-    assert lines["fitness_tests"][1:4] == ["9", "2", "7"]
-    assert lines["grades"][1:4] == ["4", "3", "1"]
-    assert lines["students"][1:4] == ["3", "3", "0"]
+    # read, loaded, replaced, quarantined
+    assert lines["fitness_tests"][1:5] == ["9", "2", "0", "7"]
+    assert lines["grades"][1:5] == ["4", "3", "0", "1"]
+    assert lines["students"][1:5] == ["3", "3", "0", "0"]
     assert "unknown student_id (not in students): 1" in text
     assert "not a number: 1" in text
