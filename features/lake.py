@@ -9,6 +9,7 @@ one are removed at the next commit.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -44,6 +45,13 @@ class LakeVersion:
         self.lake_dir = Path(lake_dir)
         self.versions_dir = self.lake_dir.with_name(self.lake_dir.name + ".d")
         self.versions_dir.mkdir(parents=True, exist_ok=True)
+        # One writer at a time; the lock dies with its process, so a killed ingest never blocks.
+        self._lock = open(self.versions_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RuntimeError(f"another ingest is writing {self.lake_dir}; wait for it to finish") from None
         _adopt_plain_folder(self.lake_dir, self.versions_dir)
         self.current = self.lake_dir.resolve() if self.lake_dir.is_symlink() else None
         self.path = self.versions_dir / f"v-{uuid.uuid4().hex[:12]}.building"
@@ -73,15 +81,17 @@ class LakeVersion:
         link = self.lake_dir.with_name(f".{self.lake_dir.name}.{uuid.uuid4().hex[:8]}")
         os.symlink(os.path.relpath(final, self.lake_dir.parent), link)
         os.replace(link, self.lake_dir)  # the commit point
-        self._remove_all_but(final)
+        self._remove_all_but(final)  # older versions, and any left by an ingest that was killed
+        self._lock.close()
         return final
 
     def abort(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
 
     def _remove_all_but(self, keep: Path) -> None:
         for version in self.versions_dir.iterdir():
-            if version != keep:
+            if version.is_dir() and version != keep:
                 shutil.rmtree(version, ignore_errors=True)
 
 
