@@ -154,6 +154,34 @@ TABLES: dict[str, Table] = {
             Column("satisfaction", "float", required=False, nullable=True, low=1, high=5),
         ), key=("teacher_id", "course_id"),
             foreign_keys={"teacher_id": ("teachers", "teacher_id"), "course_id": ("training_courses", "course_id")}),
+        # --- Appended for the public-dataset adapters (features/adapters/): what they needed and
+        # the tables above lack. One dated assessment result finer than grades' midterm/final
+        # (OULAD's TMA/CMA/Exam; `banked`: carried over from an earlier attempt).
+        Table("assessment_scores", (
+            _id("student_id", "student"), _id("term_id"), Column("subject", "code"), _id("assessment_id"),
+            Column("kind", "code", codes=("coursework", "quiz", "exam")),
+            Column("due_date", "date", nullable=True), Column("submitted_on", "date", nullable=True),
+            Column("score", "float", nullable=True, low=0, high=200), Column("full_mark", "float", low=1, high=200),
+            Column("weight", "float", required=False, nullable=True, low=0, high=100, unit="%"),
+            Column("banked", "bool", required=False, nullable=True),
+        ), key=("student_id", "term_id", "subject", "assessment_id"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        # A course's outcome for one enrolment: the label table (OULAD's final_result).
+        Table("course_outcomes", (
+            _id("student_id", "student"), _id("term_id"), Column("subject", "code"),
+            Column("final_result", "code", codes=("withdrawn", "fail", "pass", "distinction")),
+            Column("registered_on", "date", required=False, nullable=True),
+            Column("unregistered_on", "date", required=False, nullable=True),
+        ), key=("student_id", "term_id", "subject"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
+        # A scaled score on a standardized test, on the test's own scale (no full mark), e.g.
+        # STAR's Stanford Achievement Test; `grade` is the grade tested in, 0 = kindergarten.
+        Table("standardized_scores", (
+            _id("student_id", "student"), _id("term_id"), Column("subject", "code"), Column("test", "code"),
+            Column("scale_score", "float", low=0, high=2000),
+            Column("grade", "int", required=False, nullable=True, low=0, high=12),
+        ), key=("student_id", "term_id", "subject", "test"),
+            foreign_keys={"student_id": ("students", "student_id"), "term_id": ("terms", "term_id")}),
     )
 }
 

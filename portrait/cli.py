@@ -50,14 +50,23 @@ def synth(
 @app.command()
 def ingest(
     export_dir: Annotated[Path, typer.Argument(help="Folder of contract tables (CSV or Parquet).")],
+    adapter: Annotated[str | None, typer.Option(help="Read a public dataset's own files: uci, oulad, star, nnyfs.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
 ):
     """Validate, pseudonymize and load an export into the lake; bad rows go to quarantine."""
+    from features.adapters import ADAPTERS
     from features.ingest import IngestError
     from portrait.pipeline import run_ingest
 
+    if adapter is not None and adapter not in ADAPTERS:
+        fail(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
     try:
-        report = run_ingest(export_dir, get_settings())
+        with tempfile.TemporaryDirectory(prefix="portrait-adapted-") as adapted:
+            if adapter is not None:
+                # The dataset is mapped onto the contract first, then goes through the same door.
+                ADAPTERS[adapter](export_dir, Path(adapted))
+                export_dir = Path(adapted)
+            report = run_ingest(export_dir, get_settings())
     except IngestError as error:
         fail(str(error))
     typer.echo(report.render())

@@ -140,6 +140,23 @@ def test_ingest_missing_required_column_exits_non_zero_naming_table_and_column(t
     assert (home / "lake" / "students.parquet").exists()  # the other table still loaded
 
 
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def test_ingest_adapter_loads_a_public_dataset_through_the_same_checks(home):
+    result = invoke("ingest", "--adapter", "uci", REAL / "uci_student_performance")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split()[1:5] for line in result.output.splitlines()[1:]}
+    assert lines["grades"] == ["3132", "3132", "0", "0"]  # read, loaded, replaced, quarantined
+    assert (home / "lake" / "grades.parquet").exists()
+
+
+def test_ingest_unknown_adapter_is_refused(home, tmp_path):
+    result = invoke("ingest", "--adapter", "pisa", tmp_path)
+    assert result.exit_code != 0
+    assert "unknown adapter 'pisa'" in result.output
+
+
 def test_ingest_missing_folder_exits_non_zero(tmp_path):
     result = invoke("ingest", tmp_path / "nowhere")
     assert result.exit_code != 0
