@@ -314,7 +314,10 @@ def _from_text(column: Column, text: pa.Array) -> tuple[pa.Array, np.ndarray, st
         return pc.if_else(whole, values, pa.scalar(None, pa.float64())).cast(pa.int64()), ~_mask(whole), "not a whole number"
     if column.kind == "date":
         dates = pc.strptime(text, format="%Y-%m-%d", unit="us", error_is_null=True)
-        return dates, _mask(pc.is_null(dates)), "not an ISO 8601 date (YYYY-MM-DD)"
+        # strptime rolls impossible days over (2024-02-30 → 03-01): only a round trip proves a day.
+        real_day = pc.equal(pc.strftime(dates, format="%Y-%m-%d"), text)
+        dates = pc.if_else(real_day, dates, pa.scalar(None, pa.timestamp("us")))
+        return dates, ~_mask(real_day), "not an ISO 8601 date (YYYY-MM-DD)"
     if column.kind == "bool":
         lowered = pc.utf8_lower(text)
         truth = pc.is_in(lowered, value_set=pa.array(_TRUE))

@@ -33,14 +33,15 @@ def synth(
     students: Annotated[int, typer.Option(min=100, max=1_200_000, help="Number of students.")] = 5000,
     seed: Annotated[int, typer.Option(help="Same seed, same city.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder to write the contract tables to.")] = Path("out/city"),
-    school_years: Annotated[int, typer.Option(min=2, max=12)] = 3,
+    school_years: Annotated[int, typer.Option(min=2, max=12, help="6 school years = 12 terms.")] = 6,
+    schools: Annotated[int | None, typer.Option(min=3, help="Number of schools (default: ~45 per class).")] = None,
     dirty: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of deliberately bad rows.")] = 0.0,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
 ):
     """Write a synthetic city as contract tables (CONTRACT.md)."""
     from portrait.pipeline import run_synth
 
-    counts = run_synth(out, students=students, seed=seed, school_years=school_years, dirty=dirty,
+    counts = run_synth(out, students=students, seed=seed, school_years=school_years, schools=schools, dirty=dirty,
                        file_format=file_format)
     for name, rows in counts.items():
         typer.echo(f"{name:<20}{rows:>10} rows")

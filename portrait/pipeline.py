@@ -35,13 +35,13 @@ class StageClock:
         return "\n".join(["Wall time by stage:", *rows, f"  {'total':<12}{total:8.1f} s"])
 
 
-def run_synth(out_dir: Path, *, students: int, seed: int, school_years: int = 3, dirty: float = 0.0,
-              file_format: str = "parquet") -> dict[str, int]:
-    from features.synth import CityPlan, synthesize, write_city
+def run_synth(out_dir: Path, *, students: int, seed: int, school_years: int = 6, dirty: float = 0.0,
+              file_format: str = "parquet", schools: int | None = None) -> dict[str, int]:
+    """Write the synthetic city chunk by chunk; returns rows written per table."""
+    from features.synth import CityPlan, write_synthetic_city
 
-    tables = synthesize(CityPlan(students=students, seed=seed, school_years=school_years, dirty=dirty))
-    write_city(tables, out_dir, file_format=file_format)
-    return {name: len(frame) for name, frame in tables.items()}
+    plan = CityPlan(students=students, seed=seed, school_years=school_years, dirty=dirty, schools=schools)
+    return write_synthetic_city(plan, out_dir, file_format=file_format)
 
 
 def run_ingest(export_dir: Path, settings: Settings):

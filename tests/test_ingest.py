@@ -19,7 +19,7 @@ import pytest
 from core.config import Settings
 from features.contract import TABLES
 from features.ingest import IngestError, IngestReport, ingest, read_table_file
-from features.synth import CityPlan, synthesize, write_city
+from features.synth import CityPlan, read_ground_truth, synthesize, write_synthetic_city
 from privacy.pseudonyms import Pseudonymizer
 
 KEY = b"k" * 32
@@ -105,27 +105,31 @@ def quarantine(home: Path, table: str) -> pd.DataFrame:
     return pd.read_parquet(home / "lake" / "quarantine" / f"{table}.parquet")
 
 
+CITY_PLAN = CityPlan(students=240, seed=3, school_years=2)
+DIRTY_PLAN = CityPlan(students=240, seed=5, school_years=2, dirty=0.05)
+
+
 @pytest.fixture(scope="module")
 def city() -> dict[str, pd.DataFrame]:
-    return synthesize(CityPlan(students=240, seed=3, school_years=2))
+    return synthesize(CITY_PLAN)
 
 
 @pytest.fixture(scope="module")
 def dirty_city() -> dict[str, pd.DataFrame]:
-    return synthesize(CityPlan(students=240, seed=5, school_years=2, dirty=0.05))
+    return synthesize(DIRTY_PLAN)
 
 
 @pytest.fixture(scope="module")
 def city_csv(city, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("city-csv")
-    write_city(city, out, file_format="csv")
+    write_synthetic_city(CITY_PLAN, out, file_format="csv")
     return out
 
 
 @pytest.fixture(scope="module")
 def city_parquet(city, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("city-parquet")
-    write_city(city, out, file_format="parquet")
+    write_synthetic_city(CITY_PLAN, out, file_format="parquet")
     return out
 
 
@@ -221,7 +225,7 @@ def test_personal_data_in_extra_columns_of_other_tables_is_not_kept(tmp_path):
 
 def test_synthetic_city_lake_and_quarantine_hold_no_raw_identifier(dirty_city, tmp_path):
     export = tmp_path / "export"
-    write_city(dirty_city, export, file_format="csv")
+    write_synthetic_city(DIRTY_PLAN, export, file_format="csv")
     home = tmp_path / "home"
     report = run(export, home)
     assert report.tables["grades"].rows_quarantined > 0  # the dirty city has unknown-student grades
@@ -411,15 +415,17 @@ def test_quarantined_id_values_are_pseudonymized_and_empty_ids_stay_empty(tmp_pa
 
 def test_synthetic_dirty_city_quarantines_and_counts(dirty_city, tmp_path):
     export = tmp_path / "export"
-    write_city(dirty_city, export, file_format="csv")
+    write_synthetic_city(DIRTY_PLAN, export, file_format="csv")
     report = run(export, tmp_path / "home")
     fitness, grades = report.tables["fitness_tests"], report.tables["grades"]
-    broken = dirty_city["fitness_tests"]["run_50m_s"].map(lambda v: isinstance(v, str) or v in (2.0, 99.0))
-    assert fitness.rows_quarantined == int(broken.sum()) > 0
+    broken = read_ground_truth(export)["dirty_rows"]  # every deliberately broken row, one rule each
+    for t in report.tables.values():
+        assert t.rows_quarantined == int((broken["table"] == t.table).sum()), t.table
+    assert fitness.rows_quarantined > 0
     assert fitness.rows_loaded == len(dirty_city["fitness_tests"]) - fitness.rows_quarantined
-    unknown = dirty_city["grades"]["student_id"].str.startswith("X")
-    assert grades.rows_quarantined == int(unknown.sum()) > 0
-    assert grades.by_rule == {"unknown student_id (not in students)": int(unknown.sum())}
+    unknown = broken[(broken["table"] == "grades") & (broken["kind"] == "unknown_reference")
+                     & (broken["column"] == "student_id")]
+    assert grades.by_rule["unknown student_id (not in students)"] == len(unknown) > 0
     for t in report.tables.values():
         assert t.rows_read == t.rows_loaded + t.rows_quarantined, t.table
 
@@ -547,7 +553,7 @@ def test_csv_and_parquet_exports_give_the_same_lake(city_csv, city_parquet, city
 def test_csv_and_parquet_dirty_exports_quarantine_the_same_rows(dirty_city, tmp_path):
     reports = {}
     for fmt in ("csv", "parquet"):
-        write_city(dirty_city, tmp_path / fmt, file_format=fmt)
+        write_synthetic_city(DIRTY_PLAN, tmp_path / fmt, file_format=fmt)
         reports[fmt] = run(tmp_path / fmt, tmp_path / f"home-{fmt}")
     for name in ("fitness_tests", "grades"):
         a, b = reports["csv"].tables[name], reports["parquet"].tables[name]
@@ -631,3 +637,15 @@ def test_report_render_and_as_dict_contain_the_counts(bad_rows):
     assert lines["students"][1:5] == ["3", "3", "0", "0"]
     assert "unknown student_id (not in students): 1" in text
     assert "not a number: 1" in text
+
+
+@pytest.mark.parametrize("date", ["2024-02-30", "2023-02-29", "2025-04-31", "2025-6-1", "2025-06-01T00:00"])
+def test_a_date_that_is_not_a_calendar_day_is_quarantined_not_rolled_over(tmp_path, date):
+    # Regression: strptime rolled 2024-02-30 over to 2024-03-01 and loaded it silently.
+    rows = [FITNESS_HEADER, fitness_row("S001"), fitness_row("S002", test_date=date)]
+    home = tmp_path / "home"
+    report = run(small_export(tmp_path / "export", fitness_tests=rows), home)
+    line = _one(quarantine(home, "fitness_tests"), 2)
+    assert (line["column"], line["value"]) == ("test_date", date)
+    assert "not an ISO 8601 date" in line["rule"]
+    assert report.tables["fitness_tests"].rows_loaded == 1
