@@ -28,6 +28,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/offline_store.py
+	$(BIN)/python bench/ingest.py --students 100000
 
 clean:
 	rm -rf .portrait .pytest_cache
