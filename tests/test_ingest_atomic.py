@@ -165,3 +165,39 @@ def test_an_ingest_killed_half_way_leaves_the_lake_exactly_as_it_was(tmp_path, m
     run(export(tmp_path / "third", fitness_tests=fitness(height=160.0)), home)
     assert [p.name for p in stage.iterdir() if p.is_dir()] == [Path(os.readlink(home / "lake")).name]
     assert pd.read_parquet(home / "lake" / "fitness_tests.parquet")["height_cm"].tolist() == [160.0] * 3
+
+
+def test_every_kind_of_rule_has_a_failing_row_with_its_own_message(tmp_path):
+    """One bad cell per rule the contract can declare, each named in the quarantine."""
+    students = pd.DataFrame({
+        "student_id": ["S1", "S2", "S3", "S4"], "sex": ["m", "x", "f", "m"],
+        "birth_date": ["2014-01-01", "2014-01-01", "2014-02-30", "2014-01-01"],
+        "enrollment_year": ["2020", "2020", "2020", "2020.5"],
+    })
+    teachers = pd.DataFrame({
+        "teacher_id": ["T1"], "school_id": ["P1"], "sex": ["f"], "birth_year": [1980], "subject": ["math"],
+        "title": ["first"], "years_experience": [12],
+    })
+    schools = pd.DataFrame({"school_id": ["P1"], "name": ["p"], "district": ["d"], "stage": ["primary"]})
+    courses = pd.DataFrame({
+        "course_id": ["C1"], "center_id": ["X"], "title": ["t"], "dimensions": ["application"], "subject": ["any"],
+        "level": ["basic"], "hours": [8],
+    })
+    trainings = pd.DataFrame({
+        "teacher_id": ["T1", "T1", "T1", "T9", "T1"], "course_id": ["C1", "C1", "C1", "C1", "C1"],
+        "enrolled_on": "2025-03-01", "completed_on": "",
+        "completed": ["false", "false", "maybe", "false", "false"], "satisfaction": ["", "", "", "", "9"],
+    })
+    folder = export(tmp_path / "a", schools=schools, students=students, teachers=teachers,
+                    training_courses=courses, teacher_trainings=trainings)
+    run(folder, tmp_path / "home")
+    q = pd.concat([pd.read_parquet(p) for p in (tmp_path / "home" / "lake" / "quarantine").glob("*.parquet")])
+    rules = {(row.table, row.column): row.rule for row in q.itertuples()}
+    assert rules[("students", "sex")] == "not one of m, f"
+    assert rules[("students", "birth_date")].startswith("not an ISO 8601 date")
+    assert rules[("students", "enrollment_year")] == "not a whole number"
+    assert rules[("teacher_trainings", "completed")] == "not true/false"
+    assert rules[("teacher_trainings", "satisfaction")] == "out of range 1-5"
+    assert rules[("teacher_trainings", "teacher_id")] == "unknown teacher_id (not in teachers)"
+    duplicate = q[(q["table"] == "teacher_trainings") & q["rule"].str.startswith("duplicate key")]
+    assert duplicate["row"].tolist() == [2]
