@@ -57,13 +57,15 @@ def entity_frame(indicators_dir: Path) -> pd.DataFrame:
     return latest.drop_duplicates().reset_index(drop=True)
 
 
-def run_once(kind: str, feast_dir: Path, indicators_dir: Path, entities: pd.DataFrame):
-    """Seconds per operation and the historical frame, for one store in a fresh feast_dir."""
+def run_once(kind: str, home: Path, indicators_dir: Path, entities: pd.DataFrame):
+    """Seconds per operation and the historical frame, for one store in a fresh home."""
     from feast import FeatureView
 
     from features.feature_repo import EPOCH, feature_store, indicator_views
 
-    store = feature_store(feast_dir, offline_store=kind)
+    from core.config import Settings
+
+    store = feature_store(Settings(home=home, feast_offline_store=kind))
     definitions = indicator_views(indicators_dir)
     views = [d.name for d in definitions if isinstance(d, FeatureView)]
     seconds = {}

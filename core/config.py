@@ -10,6 +10,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,13 @@ class Settings(BaseSettings):
     # Ray: bounded to the cores we ask for; RAY_ADDRESS (Ray's own variable) attaches to a cluster.
     ray_num_cpus: int = 2
     ray_object_store_mb: int = 512
+
+    # Feast. The embedded default is DuckDB offline, SQLite online, a file registry; the scale path
+    # (Ray offline store + Ray compute engine, Redis, a SQL registry) is configuration only.
+    feast_offline_store: Literal["duckdb", "dask", "ray"] = "duckdb"
+    feast_online_store: Literal["sqlite", "redis"] = "sqlite"
+    feast_redis_url: str = "localhost:6379"
+    feast_registry_url: str | None = Field(None, description="SQLAlchemy URL of a SQL registry, e.g. PostgreSQL.")
 
     # Fitness-risk model: the privacy target for one training run (unit: one student).
     fitness_risk_epsilon: float = 2.0

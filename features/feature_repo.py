@@ -11,11 +11,14 @@ definitions are built by functions of those folders rather than at import time.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
 from feast.types import Float64, Int64, String
+
+from core.config import Settings
 
 PROJECT = "portrait"
 # A fitness test is annual: a value older than this is no longer "the student's fitness".
@@ -127,15 +130,38 @@ def score_views(scores_dir: Path) -> list:
     return [student, scores]
 
 
-def feature_store(feast_dir: Path, *, offline_store: str = "duckdb") -> FeatureStore:
-    """The store on the embedded default: file registry, DuckDB offline, SQLite online."""
+def feature_store(settings: Settings) -> FeatureStore:
+    """The store the settings describe; by default file registry, DuckDB offline, SQLite online."""
+    feast_dir = settings.feast_dir
     feast_dir.mkdir(parents=True, exist_ok=True)
+    offline: dict = {"type": settings.feast_offline_store}
+    batch_engine: dict | str = "local"
+    if settings.feast_offline_store == "ray":
+        ray_address = os.environ.get("RAY_ADDRESS")
+        # Bounded like every Ray use here: the cores we ask for, unless a cluster is named.
+        ray_conf = None if ray_address else {"num_cpus": settings.ray_num_cpus, "include_dashboard": False,
+                                             "object_store_memory": settings.ray_object_store_mb * 1024 * 1024}
+        offline.update(storage_path=str((feast_dir / "ray-storage").resolve()), ray_address=ray_address,
+                       ray_conf=ray_conf)
+        batch_engine = {"type": "ray.engine", "ray_address": ray_address, "ray_conf": ray_conf,
+                        "max_workers": settings.ray_num_cpus}
+    online = (
+        {"type": "redis", "connection_string": settings.feast_redis_url}
+        if settings.feast_online_store == "redis"
+        else {"type": "sqlite", "path": str((feast_dir / "online.db").resolve())}
+    )
+    registry = (
+        {"registry_type": "sql", "path": settings.feast_registry_url, "cache_ttl_seconds": 60}
+        if settings.feast_registry_url
+        else str((feast_dir / "registry.db").resolve())
+    )
     config = RepoConfig(
         project=PROJECT,
         provider="local",
-        registry=str((feast_dir / "registry.db").resolve()),
-        offline_store={"type": offline_store},
-        online_store={"type": "sqlite", "path": str((feast_dir / "online.db").resolve())},
+        registry=registry,
+        offline_store=offline,
+        batch_engine=batch_engine,
+        online_store=online,
         entity_key_serialization_version=3,
         repo_path=str(feast_dir.resolve()),
     )

@@ -58,7 +58,7 @@ def run_features(settings: Settings) -> dict[str, int]:
     from features.indicators import build_indicators
 
     counts = build_indicators(settings.lake_dir, settings.indicators_dir)
-    publish(feature_store(settings.feast_dir), indicator_views(settings.indicators_dir))
+    publish(feature_store(settings), indicator_views(settings.indicators_dir))
     return counts
 
 
@@ -71,14 +71,14 @@ def run_train(settings: Settings, **overrides):
         epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta, **overrides
     )
     with ray_session(settings):
-        return train_fitness_risk(feature_store(settings.feast_dir), settings, config)
+        return train_fitness_risk(feature_store(settings), settings, config)
 
 
 def run_score(settings: Settings) -> int:
     from features.feature_repo import feature_store
     from training.score import score_fitness_risk
 
-    return score_fitness_risk(feature_store(settings.feast_dir), settings)
+    return score_fitness_risk(feature_store(settings), settings)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ RISK = ["fitness_risk_score:risk_probability", "fitness_risk_score:model_name", 
 
 class FeastPortraitReader:
     def __init__(self, settings: Settings):
-        self._store = feature_store(settings.feast_dir)
+        self._store = feature_store(settings)
         views = {view.name for view in self._store.list_feature_views()}
         # Until a model has been scored the risk view does not exist; portraits still serve.
         self._features = ENROLLMENT + FITNESS + HISTORY + (RISK if "fitness_risk_score" in views else [])

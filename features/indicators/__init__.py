@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.indicators.enrollment import enrollment_indicators
+from features.indicators.enrollment import FAMILIES as ENROLLMENT_FAMILIES
 from features.indicators.fitness import fitness_history, fitness_indicators, score_fitness_tests
 from features.lake import read_lake, write_parquet
 
@@ -24,13 +24,13 @@ def build_indicators(lake_dir: Path, indicators_dir: Path) -> dict[str, int]:
     outputs = {
         "student_fitness": fitness,
         "student_fitness_history": fitness_history(fitness),
-        "student_enrollment": enrollment_indicators(
-            read_lake(lake_dir, "class_memberships"), read_lake(lake_dir, "classes")
-        ),
     }
     for name, frame in outputs.items():
         write_parquet(frame, indicators_dir / f"{name}.parquet")
-    return {name: len(frame) for name, frame in outputs.items()}
+    counts = {name: len(frame) for name, frame in outputs.items()}
+    for family in ENROLLMENT_FAMILIES:
+        counts[family.name] = family.build(lake_dir, indicators_dir / f"{family.name}.parquet")
+    return counts
 
 
 __all__ = ["build_indicators", "score_fitness_tests"]

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from datetime import timedelta
+from pathlib import Path
 
-# A school year's enrollment becomes true on September 1st of that year.
-SCHOOL_YEAR_START = "-09-01"
+import duckdb
+
+from features.indicators.family import IndicatorFamily
+
+FIELDS = {"school_year": "int", "class_id": "str", "school_id": "str", "grade": "int"}
 
 
-def enrollment_indicators(memberships: pd.DataFrame, classes: pd.DataFrame) -> pd.DataFrame:
-    frame = memberships.merge(classes[["class_id", "school_id", "grade"]], on="class_id", how="inner")
-    frame = frame.rename(columns={"student_id": "student_key"})
-    frame["event_timestamp"] = pd.to_datetime(frame["school_year"].astype(str) + SCHOOL_YEAR_START, utc=True)
-    frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[us, UTC]")
-    return frame[["student_key", "event_timestamp", "school_year", "class_id", "school_id", "grade"]]
+def build_enrollment(lake_dir: Path, out_path: Path) -> int:
+    """One row per student and school year, true from September 1st of that year."""
+    with duckdb.connect() as db:
+        db.execute(f"""
+            COPY (
+                SELECT m.student_id AS student_key,
+                       make_timestamptz(m.school_year, 9, 1, 0, 0, 0, 'UTC') AS event_timestamp,
+                       m.school_year, m.class_id, c.school_id, c.grade
+                FROM read_parquet('{lake_dir / "class_memberships.parquet"}') m
+                JOIN read_parquet('{lake_dir / "classes.parquet"}') c USING (class_id)
+                ORDER BY student_key, event_timestamp
+            ) TO '{out_path}' (FORMAT parquet)
+        """)
+        return db.execute(f"SELECT count(*) FROM read_parquet('{out_path}')").fetchone()[0]
+
+
+FAMILIES = (
+    IndicatorFamily(
+        name="student_enrollment",
+        entities=("student",),
+        fields=FIELDS,
+        ttl=timedelta(days=366),
+        description="The class and school a student belongs to this school year (role scopes read it).",
+        build=build_enrollment,
+    ),
+)
