@@ -59,11 +59,9 @@ class TrainingResult:
     seconds_lightgbm: float
 
 
-def training_examples(store) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per student: features as of their last-but-one test, label from their last.
-
-    Both come from Feast's point-in-time join, so nothing from after the feature date leaks in.
-    """
+def example_anchors(store) -> pd.DataFrame:
+    """One row per student: the date of their last-but-one annual test (features are read as of
+    it) and of the test a year later (the label is read as of it)."""
     source = store.get_feature_view("student_fitness").batch_source.path
     tests = pd.read_parquet(source, columns=["student_key", "event_timestamp", "school_year"])
     tests = tests.sort_values(["student_key", "event_timestamp"])
@@ -71,7 +69,15 @@ def training_examples(store) -> tuple[pd.DataFrame, np.ndarray]:
     pairs = tests.assign(label_timestamp=following["event_timestamp"], next_year=following["school_year"])
     pairs = pairs[pairs["next_year"] == pairs["school_year"] + 1]
     pairs = pairs.groupby("student_key").tail(1).reset_index(drop=True)  # one example per student
+    return pairs[["student_key", "event_timestamp", "label_timestamp"]]
 
+
+def training_examples(store, anchors: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per student: features as of their last-but-one test, label from their last.
+
+    Both come from Feast's point-in-time join, so nothing from after the feature date leaks in.
+    """
+    pairs = example_anchors(store) if anchors is None else anchors
     features = store.get_historical_features(
         entity_df=pairs[["student_key", "event_timestamp"]],
         features=store.get_feature_service(FEATURE_SERVICE),
