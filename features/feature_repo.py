@@ -19,18 +19,27 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Float64, Int64, String
 
 from core.config import Settings
+from features.indicators import FAMILIES
+from features.indicators.family import ENTITY_KEYS, IndicatorFamily
+from features.indicators.fitness import FITNESS_TTL
 
 PROJECT = "portrait"
-# A fitness test is annual: a value older than this is no longer "the student's fitness".
-FITNESS_TTL = timedelta(days=2 * 366)
-ENROLLMENT_TTL = timedelta(days=366)
 
-student = Entity(
-    name="student",
-    join_keys=["student_key"],
-    value_type=ValueType.STRING,
-    description="A student, keyed by the HMAC pseudonym of their id (never the id itself).",
-)
+ENTITIES = {
+    name: Entity(name=name, join_keys=[key], value_type=ValueType.STRING, description=description)
+    for name, key, description in (
+        ("student", "student_key", "A student, keyed by the HMAC pseudonym of their id (never the id itself)."),
+        ("teacher", "teacher_key", "A teacher, keyed by the HMAC pseudonym of their id."),
+        ("class", "class_id", "A class in a school year, as the school system codes it."),
+        ("school", "school_id", "A school, as the school system codes it."),
+        ("course", "course_id", "A course in a training center's catalog."),
+        ("subject", "subject", "A school subject code (math, chinese, ...)."),
+    )
+}
+assert {name: entity.join_key for name, entity in ENTITIES.items()} == ENTITY_KEYS
+student = ENTITIES["student"]
+
+FEAST_TYPES = {"float": Float64, "int": Int64, "str": String, "json": String}
 
 ITEM_SCORE_FIELDS = [
     "score_vital_capacity", "score_run_50m", "score_sit_and_reach", "score_rope_skip_1min", "score_sit_up_1min",
@@ -52,64 +61,42 @@ FITNESS_RISK_BOUNDS: dict[str, tuple[float, float]] = {
     "student_fitness:tests_taken": (1, 12),
 }
 
+# The student views a portrait shows, read together online (one feature service, one request).
+PORTRAIT_VIEWS = ("student_enrollment", "student_fitness", "student_fitness_history", "student_academics",
+                  "student_literacy", "student_moral", "student_aesthetic_labor", "student_attendance",
+                  "student_five_domain")
+
 
 def _source(path: Path, name: str) -> FileSource:
     return FileSource(name=name, path=str(path.resolve()), timestamp_field="event_timestamp")
 
 
-def indicator_views(indicators_dir: Path) -> list:
-    fitness = FeatureView(
-        name="student_fitness",
-        entities=[student],
-        ttl=FITNESS_TTL,
-        schema=[
-            Field(name="school_year", dtype=Int64),
-            Field(name="grade", dtype=Int64),
-            Field(name="sex", dtype=String),
-            Field(name="height_cm", dtype=Float64),
-            Field(name="weight_kg", dtype=Float64),
-            Field(name="bmi", dtype=Float64),
-            Field(name="bmi_category", dtype=String),
-            Field(name="score_bmi", dtype=Float64),
-            *[Field(name=name, dtype=Float64) for name in ITEM_SCORE_FIELDS],
-            Field(name="standard_score", dtype=Float64),
-            Field(name="bonus", dtype=Float64),
-            Field(name="total_score", dtype=Float64),
-            Field(name="level", dtype=String),
-            Field(name="total_change", dtype=Float64),
-            Field(name="years_failed_in_row", dtype=Int64),
-            Field(name="tests_taken", dtype=Int64),
-        ],
-        source=_source(indicators_dir / "student_fitness.parquet", "student_fitness_source"),
-        description="Annual fitness test scored under CSPHS 2014, with career indicators.",
+def family_view(family: IndicatorFamily, indicators_dir: Path) -> FeatureView:
+    """A family's feature view: its entities, its fields, its file, its TTL; nothing restated."""
+    return FeatureView(
+        name=family.name,
+        entities=[ENTITIES[name] for name in family.entities],
+        ttl=family.ttl,
+        schema=[Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in family.fields.items()],
+        source=_source(indicators_dir / f"{family.name}.parquet", f"{family.name}_source"),
+        description=family.description,
     )
-    history = FeatureView(
-        name="student_fitness_history",
-        entities=[student],
-        ttl=FITNESS_TTL,
-        schema=[Field(name="history_json", dtype=String)],
-        source=_source(indicators_dir / "student_fitness_history.parquet", "student_fitness_history_source"),
-        description="Every fitness test so far, oldest first (JSON), for the portrait's history chart.",
-    )
-    enrollment = FeatureView(
-        name="student_enrollment",
-        entities=[student],
-        ttl=ENROLLMENT_TTL,
-        schema=[
-            Field(name="school_year", dtype=Int64),
-            Field(name="class_id", dtype=String),
-            Field(name="school_id", dtype=String),
-            Field(name="grade", dtype=Int64),
-        ],
-        source=_source(indicators_dir / "student_enrollment.parquet", "student_enrollment_source"),
-        description="The class and school a student belongs to this school year (role scopes read it).",
-    )
+
+
+def indicator_views(indicators_dir: Path, families: tuple[IndicatorFamily, ...] = FAMILIES) -> list:
+    """Entities, one feature view per indicator family, and the versioned feature services."""
+    views = {family.name: family_view(family, indicators_dir) for family in families}
     fitness_risk_v1 = FeatureService(
         name="fitness_risk_v1",
-        features=[fitness[[name.split(":")[1] for name in FITNESS_RISK_BOUNDS]]],
+        features=[views["student_fitness"][[name.split(":")[1] for name in FITNESS_RISK_BOUNDS]]],
         description="Inputs of the fitness-risk model: next annual total below 60?",
     )
-    return [student, fitness, history, enrollment, fitness_risk_v1]
+    student_portrait_v1 = FeatureService(
+        name="student_portrait_v1",
+        features=[views[name] for name in PORTRAIT_VIEWS if name in views],
+        description="Everything a class teacher's growth portrait shows about one student.",
+    )
+    return [*ENTITIES.values(), *views.values(), fitness_risk_v1, student_portrait_v1]
 
 
 def score_views(scores_dir: Path) -> list:
@@ -162,6 +149,9 @@ def feature_store(settings: Settings) -> FeatureStore:
         offline_store=offline,
         batch_engine=batch_engine,
         online_store=online,
+        # Only each entity's latest row goes online: let the offline store pick it, and write in
+        # batches so memory stays bounded on city-scale views.
+        materialization_config={"pull_latest_features": True, "online_write_batch_size": 50_000},
         entity_key_serialization_version=3,
         repo_path=str(feast_dir.resolve()),
     )

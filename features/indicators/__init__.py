@@ -1,36 +1,42 @@
-"""Indicators over each student's whole school career, one module per family.
+"""Indicators over each student's (and teacher's) whole school career, one module per family.
 
-`build_indicators` turns the lake into the Parquet files the Feast sources read.
+`FAMILIES` lists every family in build order (a family may read the outputs of those before it:
+five-domain reads the other student families). `build_indicators` writes one Parquet file per
+family into the indicators folder, where the Feast sources read them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from features.indicators import (
+    academics,
+    aesthetic_labor,
+    attendance,
+    classes,
+    enrollment,
+    fitness,
+    five_domain,
+    literacy,
+    moral,
+    teachers,
+)
+from features.indicators.family import IndicatorFamily
 
-from features.indicators.enrollment import FAMILIES as ENROLLMENT_FAMILIES
-from features.indicators.fitness import fitness_history, fitness_indicators, score_fitness_tests
-from features.lake import read_lake, write_parquet
+FAMILY_MODULES = (enrollment, fitness, academics, literacy, moral, aesthetic_labor, attendance, five_domain,
+                  teachers, classes)
+FAMILIES: tuple[IndicatorFamily, ...] = tuple(family for module in FAMILY_MODULES for family in module.FAMILIES)
 
 
-def build_indicators(lake_dir: Path, indicators_dir: Path) -> dict[str, int]:
-    """Compute every indicator family from the lake; returns rows written per file."""
+def build_indicators(lake_dir: Path, indicators_dir: Path, *, echo=None) -> dict[str, int]:
+    """Compute every indicator family from the lake; returns rows written per family."""
     indicators_dir.mkdir(parents=True, exist_ok=True)
-    students = read_lake(lake_dir, "students")[["student_id", "sex"]]
-    tests = read_lake(lake_dir, "fitness_tests")
-    scored = score_fitness_tests(tests)
-    fitness = fitness_indicators(scored[scored["student_id"].isin(students["student_id"])])
-    outputs = {
-        "student_fitness": fitness,
-        "student_fitness_history": fitness_history(fitness),
-    }
-    for name, frame in outputs.items():
-        write_parquet(frame, indicators_dir / f"{name}.parquet")
-    counts = {name: len(frame) for name, frame in outputs.items()}
-    for family in ENROLLMENT_FAMILIES:
-        counts[family.name] = family.build(lake_dir, indicators_dir / f"{family.name}.parquet")
+    counts = {}
+    for family in FAMILIES:
+        if echo:
+            echo(f"    {family.name} ...")
+        counts[family.name] = family.build(Path(lake_dir), indicators_dir / f"{family.name}.parquet")
     return counts
 
 
-__all__ = ["build_indicators", "score_fitness_tests"]
+__all__ = ["FAMILIES", "IndicatorFamily", "build_indicators"]

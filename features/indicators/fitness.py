@@ -5,16 +5,36 @@ staff can score a raw export with `portrait fitness score` and the pipeline uses
 Arithmetic on scores is done in integer hundredths: weights have two decimals and item scores are
 integers, so the standard score is exact and rounding to the one decimal the level cut-offs are
 stated in (59.9 / 60.0, 89.9 / 90.0) is half-up, never a float accident.
+
+Families (`FAMILIES`): `student_fitness` (one row per student and test, true from the test date)
+and `student_fitness_history` (every test so far as one JSON document). Both are built in DuckDB
+over the lake, scored once per lake in chunks of one school year (see `scored_fitness`), and
+computed in student buckets so memory is bounded whatever the city's size; nothing loops over
+students in Python. The DuckDB plumbing the teacher and class families share (`duck_session`,
+`FamilyWriter`) sits at the end of this module.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.contract import TABLES
+from features.indicators.family import IndicatorFamily
+from features.standards import csphs2014
 from features.standards.csphs2014 import BMI_SCORES, GRADES, ITEMS, SEXES, level_for, standard
 
 # A float input that should equal a threshold may arrive a hair off (9.3 as 9.299999...).
@@ -171,26 +191,260 @@ def _mask(n: int, rows: np.ndarray) -> np.ndarray:
     return mask
 
 
-HISTORY_FIELDS = ["school_year", "grade", "test_date", "total_score", "level", "bmi", "bmi_category", "score_bmi"]
+# ============================================================================================
+# Career indicators: the `student_fitness` and `student_fitness_history` families
+# ============================================================================================
 
+ITEM_NAMES = [item.name for item in ITEMS]
+HISTORY_FIELDS = ["school_year", "grade", "test_date", "total_score", "level", "bmi", "bmi_category", "score_bmi"]
+# A fitness test is annual: a value older than this is no longer "the student's fitness"
+# (the same TTL as the Feast view in features.feature_repo, which this module must not import).
+FITNESS_TTL = timedelta(days=2 * 366)
+
+FITNESS_FIELDS: dict[str, str] = {
+    # The test, scored (the fields the Feast view, the portraits and fitness_risk_v1 read).
+    "school_year": "int",  # school year of the test (the year it starts)
+    "grade": "int",  # 1-12
+    "sex": "str",  # m / f
+    "height_cm": "float",
+    "weight_kg": "float",
+    "bmi": "float",  # kg/m², rounded half-up to one decimal as the standard looks it up
+    "bmi_category": "str",  # underweight / normal / overweight / obese (the standard's bands)
+    "score_bmi": "float",  # 100 / 80 / 80 / 60 points
+    **{column: "float" for column in SCORE_COLUMNS},  # item scores 0-100; empty where the grade band does not test
+    "standard_score": "float",  # Σ item score × weight, one decimal
+    "bonus": "float",  # 加分, 0-20
+    "total_score": "float",  # standard score + bonus (学年总分); empty if a tested item is missing
+    "level": "str",  # excellent ≥ 90 / good ≥ 80 / pass ≥ 60 / fail
+    # Career indicators over the tests so far (all tests of the student up to and including this one).
+    "total_change": "float",  # total − total of the previous test
+    "years_failed_in_row": "int",  # consecutive tests failed up to and including this one (0 if this one passed)
+    "tests_taken": "int",  # tests so far, this one included
+    "change_bmi": "float",  # score_bmi − score_bmi of the previous test (points)
+    # score_<item> − the previous test's score_<item> (points); empty if either is empty
+    **{f"change_{name}": "float" for name in ITEM_NAMES},
+    "change_bmi_value": "float",  # bmi − bmi of the previous test (kg/m²)
+    "years_since_previous_test": "int",  # school years between this test and the previous one (1 normally)
+    "stage": "str",  # primary (grades 1-6) / junior (7-9) / senior (10-12)
+    "stage_tests": "int",  # tests so far in this stage, this one included
+    # The graduation rule (毕业成绩 = 50 % × final-year total + 50 % × mean of the other years' totals),
+    # applied to the tests of this stage so far: 0.5 × this total + 0.5 × mean of the stage's earlier
+    # totals (empty totals skipped); the total itself when the stage has no earlier scored test.
+    # It is the official graduation score only at the final year of a stage (is_stage_final_year).
+    "graduation_score": "float",
+    "is_stage_final_year": "int",  # 1 at grades 6, 9 and 12, else 0
+}
+HISTORY_FAMILY_FIELDS = {"history_json": "json"}
+
+SCORED_SCHEMA = pa.schema(
+    [("student_id", pa.string()), ("test_date", pa.timestamp("us")), ("school_year", pa.int64()),
+     ("grade", pa.int64()), ("sex", pa.string()), ("height_cm", pa.float64()), ("weight_kg", pa.float64()),
+     ("bmi", pa.float64()), ("bmi_category", pa.string()), ("score_bmi", pa.float64())]
+    + [(column, pa.float64()) for column in SCORE_COLUMNS]
+    + [("standard_score", pa.float64()), ("bonus", pa.float64()), ("total_score", pa.float64()),
+       ("level", pa.string()), ("problem", pa.string())]
+)
+SCORED_DIR = ".fitness_scored"  # under the indicators folder: one folder of scored tests per lake content
+
+_TEST_COLUMNS = ["school_year", "grade", "sex", "height_cm", "weight_kg", "bmi", "bmi_category", "score_bmi",
+                 *SCORE_COLUMNS, "standard_score", "bonus", "total_score", "level"]
+_FLOAT_COLUMNS = ["height_cm", "weight_kg", "bmi", "score_bmi", *SCORE_COLUMNS, "standard_score", "bonus",
+                  "total_score"]
+_ORDER = "school_year, event_timestamp"  # a student's tests in time order (school_year is unique per student)
+
+
+def scored_fitness(lake_dir: Path, cache_root: Path) -> Path | None:
+    """The lake's fitness tests scored under CSPHS 2014: a folder of Parquet files (SCORED_SCHEMA).
+
+    Scored one school year at a time (bounded memory), only tests of students in the `students`
+    table (when the lake has one). Kept under `cache_root/.fitness_scored/<digest>`, the digest
+    covering the lake tables' bytes and the scorer's code and tables, so the families that need
+    scores (`student_fitness`, `student_fitness_history`, `class_outcomes`) score a lake once.
+    None when the lake has no `fitness_tests` table.
+    """
+    lake_dir, root = Path(lake_dir), Path(cache_root) / SCORED_DIR
+    tests, students = lake_dir / "fitness_tests.parquet", lake_dir / "students.parquet"
+    if not tests.exists():
+        return None
+    digest = _digest([tests, students if students.exists() else None, Path(__file__),
+                      *sorted(Path(csphs2014.__file__).parent.glob("csphs2014.*"))])
+    target = root / digest
+    if target.is_dir():
+        return target
+    building = root / f".{digest}.{uuid.uuid4().hex[:8]}.building"
+    building.mkdir(parents=True)
+    try:
+        with duck_session(building / "_spill") as con:
+            con.execute(f"CREATE VIEW fitness_tests AS SELECT * FROM read_parquet({sql_literal(tests)})")
+            where = "TRUE"
+            if students.exists():
+                where = f"student_id IN (SELECT student_id FROM read_parquet({sql_literal(students)}))"
+            years = [y for (y,) in con.sql(
+                f"SELECT DISTINCT school_year FROM fitness_tests WHERE {where} ORDER BY 1").fetchall()]
+            pq.write_table(SCORED_SCHEMA.empty_table(), building / "empty.parquet")
+            for year in years:
+                frame = con.sql(f"SELECT * FROM fitness_tests WHERE {where} AND school_year = {int(year)}").df()
+                scored = score_fitness_tests(frame)[SCORED_SCHEMA.names]
+                table = pa.Table.from_pandas(scored, schema=SCORED_SCHEMA, preserve_index=False)
+                pq.write_table(table, building / f"{int(year)}.parquet")
+        shutil.rmtree(building / "_spill", ignore_errors=True)
+        try:
+            os.rename(building, target)
+        except OSError:  # another build of the same lake finished first: its folder is the same
+            shutil.rmtree(building, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    for stale in root.iterdir():  # scores of earlier lakes
+        if stale.is_dir() and not stale.name.startswith(".") and stale.name != digest:
+            shutil.rmtree(stale, ignore_errors=True)
+    return target
+
+
+def _digest(paths: list[Path | None]) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for path in paths:
+        h.update(b"\0" if path is None else str(Path(path).name).encode())
+        if path is not None:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def _scored_view(con: duckdb.DuckDBPyConnection, scored: Path) -> None:
+    """View `tests`: student_key, event_timestamp (test date, 00:00 UTC) and the scored columns."""
+    source = f"read_parquet({sql_literal(Path(scored) / '*.parquet')})"
+    con.execute(f"CREATE OR REPLACE VIEW tests AS SELECT student_id AS student_key, "
+                f"timezone('UTC', test_date) AS event_timestamp, {', '.join(_TEST_COLUMNS)} FROM {source}")
+
+
+def _indicator_sql(source: str) -> str:
+    """student_fitness rows for the tests in `source` (every test of each student it holds)."""
+    lagged = ["school_year", "total_score", "bmi", "score_bmi", *SCORE_COLUMNS]
+    lags = ",\n".join(f"lag({c}) OVER w AS prev_{c}" for c in lagged)
+    changes = ",\n".join(f"score_{name} - prev_score_{name} AS change_{name}" for name in ["bmi", *ITEM_NAMES])
+    everything = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    return f"""
+        WITH staged AS (
+            SELECT *, CASE WHEN grade BETWEEN 1 AND 6 THEN 'primary' WHEN grade BETWEEN 7 AND 9 THEN 'junior'
+                           WHEN grade BETWEEN 10 AND 12 THEN 'senior' END AS stage
+            FROM {source}
+        ), ordered AS (
+            SELECT *, {lags},
+                row_number() OVER w AS tests_taken,
+                -- a streak of failed tests is the run of rows sharing the count of non-failed tests before them
+                sum(CASE WHEN level = 'fail' THEN 0 ELSE 1 END) OVER w AS streak,
+                row_number() OVER (PARTITION BY student_key, stage ORDER BY {_ORDER} {everything}) AS stage_tests,
+                avg(total_score) OVER (PARTITION BY student_key, stage ORDER BY {_ORDER}
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_mean
+            FROM staged
+            WINDOW w AS (PARTITION BY student_key ORDER BY {_ORDER} {everything})
+        )
+        SELECT student_key, event_timestamp, {', '.join(_TEST_COLUMNS)},
+            total_score - prev_total_score AS total_change,
+            sum(CASE WHEN level = 'fail' THEN 1 ELSE 0 END)
+                OVER (PARTITION BY student_key, streak ORDER BY {_ORDER} {everything}) AS years_failed_in_row,
+            tests_taken,
+            {changes},
+            bmi - prev_bmi AS change_bmi_value,
+            school_year - prev_school_year AS years_since_previous_test,
+            stage, stage_tests,
+            CASE WHEN earlier_mean IS NULL THEN total_score
+                 ELSE 0.5 * total_score + 0.5 * earlier_mean END AS graduation_score,
+            CAST(grade IN (6, 9, 12) AS BIGINT) AS is_stage_final_year
+        FROM ordered
+        ORDER BY student_key, event_timestamp
+    """
+
+
+def _history_sql(source: str) -> str:
+    """student_fitness_history rows: for each test, every test up to it as a JSON list, oldest first.
+
+    The JSON is written exactly as `json.dumps(..., ensure_ascii=False)` writes the same list of
+    dicts (", " and ": " separators, floats as Python's shortest repr, which is also DuckDB's), so
+    the text is byte-identical to what the per-student implementation produced.
+    """
+    def number(c: str) -> str:
+        return f"coalesce(CAST({c} AS VARCHAR), 'null')"
+
+    def text(c: str) -> str:
+        return f"coalesce(to_json({c}), 'null')"
+
+    scores = " || ', ' || ".join(f"'\"{name}\": ' || {number('score_' + name)}" for name in ITEM_NAMES)
+    year_json = f"""'{{"school_year": ' || {number('school_year')} || ', "grade": ' || {number('grade')}
+        || ', "test_date": "' || strftime(event_timestamp, '%Y-%m-%d')
+        || '", "total_score": ' || {number('total_score')} || ', "level": ' || {text('level')}
+        || ', "bmi": ' || {number('bmi')} || ', "bmi_category": ' || {text('bmi_category')}
+        || ', "score_bmi": ' || {number('score_bmi')} || ', "scores": {{' || {scores} || '}}}}'"""
+    return f"""
+        WITH years AS (
+            SELECT student_key, event_timestamp, school_year, {year_json} AS year_json FROM {source}
+        )
+        SELECT a.student_key, a.event_timestamp,
+               '[' || string_agg(b.year_json, ', ' ORDER BY b.school_year, b.event_timestamp) || ']' AS history_json
+        FROM years a JOIN years b
+          ON b.student_key = a.student_key
+         AND (b.school_year < a.school_year
+              OR (b.school_year = a.school_year AND b.event_timestamp <= a.event_timestamp))
+        GROUP BY a.student_key, a.event_timestamp, a.school_year
+        ORDER BY a.student_key, a.event_timestamp
+    """
+
+
+def _build_over_tests(family: IndicatorFamily, sql: Callable[[str], str], lake_dir: Path, out_path: Path,
+                      rows_per_bucket: int) -> int:
+    out_path = Path(out_path)
+    scored = scored_fitness(lake_dir, out_path.parent)
+    with duck_session(spill_dir(out_path)) as con, FamilyWriter(family, out_path) as out:
+        if scored is not None:
+            _scored_view(con, scored)
+            for bucket in student_buckets(con, "tests", "student_key", rows_per_bucket):
+                out.add_query(con, sql(f"(SELECT * FROM tests WHERE {bucket})"))
+    return out.rows
+
+
+def build_student_fitness(lake_dir: Path, out_path: Path) -> int:
+    """One row per student and test, true from the test date (00:00 UTC)."""
+    return _build_over_tests(STUDENT_FITNESS, _indicator_sql, lake_dir, out_path, CHUNK_ROWS)
+
+
+def build_student_fitness_history(lake_dir: Path, out_path: Path) -> int:
+    """One row per student and test: that test and every earlier one, as JSON (true from the test date)."""
+    return _build_over_tests(STUDENT_FITNESS_HISTORY, _history_sql, lake_dir, out_path, HISTORY_CHUNK_ROWS)
+
+
+STUDENT_FITNESS = IndicatorFamily(
+    name="student_fitness",
+    entities=("student",),
+    fields=FITNESS_FIELDS,
+    ttl=FITNESS_TTL,
+    description="Annual fitness test scored under CSPHS 2014, with career indicators "
+                "(changes, failed streak, graduation score so far).",
+    build=build_student_fitness,
+)
+STUDENT_FITNESS_HISTORY = IndicatorFamily(
+    name="student_fitness_history",
+    entities=("student",),
+    fields=HISTORY_FAMILY_FIELDS,
+    ttl=FITNESS_TTL,
+    description="Every fitness test so far, oldest first (JSON), for the portrait's history chart.",
+    build=build_student_fitness_history,
+)
+FAMILIES: tuple[IndicatorFamily, ...] = (STUDENT_FITNESS, STUDENT_FITNESS_HISTORY)
+
+
+# Frame-in, frame-out forms (what `build_indicators` calls until it runs FAMILIES): the same SQL.
 
 def fitness_indicators(scored: pd.DataFrame) -> pd.DataFrame:
     """One row per student and test: the scores plus indicators over the career so far.
 
-    `event_timestamp` is the test date, so a point-in-time join never sees a later test.
+    `scored` is `score_fitness_tests` output; `event_timestamp` is the test date, so a
+    point-in-time join never sees a later test. Columns: student_key, event_timestamp, FITNESS_FIELDS.
     """
-    frame = scored.rename(columns={"student_id": "student_key"}).sort_values(["student_key", "school_year"])
-    by_student = frame.groupby("student_key", sort=False)
-    frame["total_change"] = by_student["total_score"].diff()
-    failed = frame["level"].eq("fail")
-    # Consecutive years failed up to and including this one (a new streak restarts at 0).
-    streak_id = (~failed).groupby(frame["student_key"]).cumsum()
-    frame["years_failed_in_row"] = failed.groupby([frame["student_key"], streak_id]).cumsum().astype("int64")
-    frame["tests_taken"] = by_student.cumcount() + 1
-    frame["event_timestamp"] = _utc_microseconds(frame["test_date"])
-    keep = ["student_key", "event_timestamp", "school_year", "grade", "sex", "height_cm", "weight_kg",
-            *[c for c in OUTPUT_COLUMNS if c != "problem"], "total_change", "years_failed_in_row", "tests_taken"]
-    return frame[keep].reset_index(drop=True)
+    frame = scored.rename(columns={"student_id": "student_key"})
+    frame = frame.assign(event_timestamp=_utc_microseconds(frame["test_date"]))
+    return _frame_query(frame, _indicator_sql, STUDENT_FITNESS)
 
 
 def fitness_history(indicators: pd.DataFrame) -> pd.DataFrame:
@@ -198,28 +452,161 @@ def fitness_history(indicators: pd.DataFrame) -> pd.DataFrame:
 
     The online store keeps only the latest row per student; the portrait needs every year.
     """
-    frame = indicators.copy()
-    frame["test_date"] = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
-    records = []
-    for key, rows in frame.groupby("student_key", sort=False):
-        so_far = []
-        for row in rows.itertuples(index=False):
-            year = {name: _plain(getattr(row, name)) for name in HISTORY_FIELDS}
-            year["scores"] = {c.removeprefix("score_"): _plain(getattr(row, c)) for c in SCORE_COLUMNS}
-            so_far.append(year)
-            records.append((key, row.event_timestamp, json.dumps(so_far, ensure_ascii=False)))
-    return pd.DataFrame(records, columns=["student_key", "event_timestamp", "history_json"])
+    return _frame_query(indicators, _history_sql, STUDENT_FITNESS_HISTORY)
 
 
-def _plain(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value
+def _frame_query(frame: pd.DataFrame, sql: Callable[[str], str], family: IndicatorFamily) -> pd.DataFrame:
+    columns = ["student_key", "event_timestamp", *[c for c in _TEST_COLUMNS if c in frame.columns]]
+    frame = frame[columns]
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("frame_in", frame)
+        # pandas holds an empty float as NaN; SQL means NULL
+        select = ", ".join(f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END AS {c}" if c in _FLOAT_COLUMNS else c
+                           for c in columns)
+        con.execute(f"CREATE VIEW tests AS SELECT {select} FROM frame_in")
+        table = con.sql(sql("tests")).to_arrow_table()
+    schema = family.arrow_schema()
+    table = pa.table([table.column(f.name).cast(f.type) for f in schema], schema=schema)
+    out = table.to_pandas()
+    for name, kind in family.fields.items():
+        if kind == "int":
+            out[name] = out[name].astype("Int64" if out[name].isna().any() else "int64")
+    return out
 
 
 def _utc_microseconds(dates: pd.Series) -> pd.Series:
     return pd.to_datetime(dates).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+
+
+# ============================================================================================
+# DuckDB plumbing shared by the family modules (fitness, teachers, classes)
+# ============================================================================================
+
+MEMORY_LIMIT = "3GB"
+THREADS = 2
+CHUNK_ROWS = 400_000  # tests per student bucket in the window query (~0.5 GB peak)
+HISTORY_CHUNK_ROWS = 150_000  # tests per student bucket in the history query (its JSON grows with the career)
+BATCH_ROWS = 100_000  # rows per Arrow batch read back from DuckDB
+ROW_GROUP_BYTES = 128 << 20
+_DUCK_TYPES = {"str": "VARCHAR", "code": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "TIMESTAMP",
+               "bool": "BOOLEAN"}
+
+
+def sql_literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def spill_dir(out_path: Path) -> Path:
+    """DuckDB's temporary folder for one family build: beside the output, removed afterwards."""
+    return Path(out_path).parent / f".{Path(out_path).stem}.{uuid.uuid4().hex[:8]}.spill"
+
+
+@contextmanager
+def duck_session(spill: Path, *, memory_limit: str = MEMORY_LIMIT, threads: int = THREADS
+                 ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB bounded to `memory_limit`, spilling to `spill`, timestamps in UTC."""
+    spill = Path(spill)
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": threads,
+                                 "temp_directory": str(spill), "preserve_insertion_order": False})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def register_lake(con: duckdb.DuckDBPyConnection, lake_dir: Path, tables: list[str]) -> set[str]:
+    """A view per lake table; a table the lake lacks becomes an empty view with the contract's
+    columns, so one query serves a full lake and a partial one. Returns the tables present."""
+    present = set()
+    for name in tables:
+        path = Path(lake_dir) / f"{name}.parquet"
+        if path.exists():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(path)})")
+            present.add(name)
+        else:
+            columns = ", ".join(f"NULL::{_DUCK_TYPES[c.kind]} AS {c.name}"
+                                for c in TABLES[name].columns if not c.personal)
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} WHERE FALSE")
+    return present
+
+
+def student_buckets(con: duckdb.DuckDBPyConnection, relation: str, key: str,
+                    rows_per_bucket: int = CHUNK_ROWS) -> list[str]:
+    """SQL conditions cutting `relation` into whole-entity buckets of about `rows_per_bucket` rows."""
+    rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+    buckets = max(1, math.ceil(rows / rows_per_bucket))
+    if buckets == 1:
+        return ["TRUE"]
+    return [f"hash({key}) % {buckets} = {b}" for b in range(buckets)]
+
+
+class FamilyWriter:
+    """Writes a family's Parquet with exactly `family.arrow_schema()`, atomically (temp file, rename).
+
+    Rows come as DuckDB queries or Arrow batches, each cast to the schema by column name, so the
+    file always has the declared key columns, `event_timestamp` (UTC, µs) and fields in order.
+    """
+
+    def __init__(self, family: IndicatorFamily, out_path: Path):
+        self.family, self.out_path = family, Path(out_path)
+        self.schema = family.arrow_schema()
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out_path.with_name(f".{self.out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.rows = 0
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+
+    def __enter__(self) -> FamilyWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add_query(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        for batch in con.sql(sql).to_arrow_reader(BATCH_ROWS):
+            self.add_batch(batch)
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        arrays = [batch.column(f.name).cast(f.type) for f in self.schema]
+        self._buffer.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self._buffered += self._buffer[-1].nbytes
+        self.rows += batch.num_rows
+        if self._buffered >= ROW_GROUP_BYTES or sum(b.num_rows for b in self._buffer) >= 1_000_000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self.writer.write_table(pa.Table.from_batches(self._buffer, schema=self.schema))
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+        os.replace(self.tmp, self.out_path)
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def term_ends(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, str]]:
+    """The lake's terms in time order: (term_id, school_year, end, previous end) as SQL timestamp
+    literals. A term's values become true at its end; "in the term" means after the previous
+    term's end (for the first term: from its start), up to and including this end."""
+    rows = con.execute("""
+        SELECT term_id, school_year, end_date,
+               coalesce(lag(end_date) OVER (ORDER BY end_date, term_id), start_date - INTERVAL 1 DAY) AS previous_end
+        FROM terms WHERE end_date IS NOT NULL ORDER BY end_date, term_id
+    """).fetchall()
+    return [(term_id, int(year), f"TIMESTAMP {sql_literal(end)}", f"TIMESTAMP {sql_literal(previous)}")
+            for term_id, year, end, previous in rows]
