@@ -105,3 +105,20 @@ def test_ray_offline_store_retrieves_the_same_training_set_as_the_embedded_one(c
     order_right = np.argsort(on_ray["student_key"].astype(str))
     np.testing.assert_array_equal(embedded_labels[order_left], ray_labels[order_right])
     assert os.environ.get("RAY_ADDRESS") is None
+
+
+def test_one_online_read_returns_a_students_whole_portrait(city):
+    store = feature_store(city)
+    five = pd.read_parquet(city.indicators_dir / "student_five_domain.parquet")
+    key = five.sort_values("event_timestamp").iloc[-1]["student_key"]
+    service = store.get_feature_service("student_portrait_v1")
+    row = store.get_online_features(features=service, entity_rows=[{"student_key": key}],
+                                    full_feature_names=True).to_dict()
+    views = {name.split("__")[0] for name in row if "__" in name}
+    assert {"student_enrollment", "student_fitness", "student_fitness_history", "student_academics",
+            "student_five_domain"} <= views
+    assert row["student_enrollment__class_id"][0]
+    assert row["student_fitness_history__history_json"][0].startswith("[")
+    five_domain = [row[name][0] for name in row if name.startswith("student_five_domain__") and
+                   name.split("__")[1] in ("de", "zhi", "ti", "mei", "lao")]
+    assert five_domain and all(v is None or 0 <= v <= 100 for v in five_domain)
