@@ -119,6 +119,21 @@ def test_academics_from_a_fresh_sibling_equals_a_standalone_build(city, tmp_path
         read(city.out, "student_academics"))
 
 
+def test_student_buckets_change_nothing(city, tmp_path, monkeypatch):
+    monkeypatch.setattr(academics, "ROWS_PER_BUCKET", 5_000)  # ~20 buckets instead of 1
+    out = tmp_path / "student_subject_term.parquet"
+    academics.STUDENT_SUBJECT_TERM.build(city.lake, out)
+    family = academics.STUDENT_SUBJECT_TERM
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out).sort_values(family.keys + ["event_timestamp"]).reset_index(drop=True),
+        read(city.out, "student_subject_term"))
+    # Written term by term: each row group holds one term.
+    metadata = pq.ParquetFile(out).metadata
+    column = pq.read_schema(out).names.index("event_timestamp")
+    groups = [metadata.row_group(i).column(column).statistics for i in range(metadata.num_row_groups)]
+    assert all(g.min == g.max for g in groups if g.num_values)
+
+
 def test_declining_students_show_it(city):
     truth = read_ground_truth(city.export)["academic_decline"]
     truth["student_key"] = Pseudonymizer(KEY).series("student", truth["student_id"])

@@ -1,10 +1,15 @@
 """Academics (智): each subject's result term by term, and the student's whole set of subjects.
 
-Computed in DuckDB over the lake (`<lake>/<table>.parquet`, identifiers already pseudonyms),
-one term at a time so memory is bounded by a term, not by the city: a value dated term t is
-built from terms <= t only (the window statistics read terms t-3..t), so a point-in-time join
-never sees the future. `event_timestamp` is the term's `end_date` at 00:00 UTC: a term's results
-are known when it ends.
+Computed in DuckDB over the lake (`<lake>/<table>.parquet`, identifiers already pseudonyms), with
+memory bounded by a term or a bucket of students, never by the city:
+1. one pass over `grades` splits each exam's share of full mark into one folder per term (the
+   lake is sorted by student, so a per-term filter could not skip anything);
+2. term by term, city-wide: the subject share, then z and percentile within (grade, subject);
+3. bucket of students by bucket: each career's slope and volatility with a window over the
+   terms t-3..t (RANGE frame on the term index), so a value dated term t reads terms <= t only
+   and a point-in-time join never sees the future.
+`event_timestamp` is the term's `end_date` at 00:00 UTC: a term's results are known when it ends.
+The output is written term by term (row groups clustered by term).
 
 Family `student_subject_term` (entities student, subject; one row per student, subject, term):
     grade          int    the student's grade (1-12) in the term's school year (class_memberships
@@ -54,6 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -186,28 +192,29 @@ def copy(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> Path:
 
 
 def exams_by_term(con: duckdb.DuckDBPyConnection, grades: str, folder: Path,
-                  subjects: tuple[str, ...] | None = None) -> Path:
+                  subjects: tuple[str, ...] | None = None) -> dict[str, Path]:
     """One pass over lake `grades`: each exam's share of full mark, split into one folder per term.
 
     The lake is sorted by student, so a filter on term cannot skip any of it; reading it once
     and splitting beats scanning it again for every term. A score above its full mark counts as 1.
-    Needs the `terms` temp table (load_terms). Read a term back with `term_exams`.
+    Returns term_id → folder; read a term back with `term_exams`.
     """
-    chosen = f"AND g.subject IN {sql_list(subjects)}" if subjects else ""
+    chosen = f"AND subject IN {sql_list(subjects)}" if subjects else ""
     con.execute(f"""
         COPY (
-            SELECT g.student_id, g.subject, least(g.score / g.full_mark, 1.0) AS share, t.idx
-            FROM read_parquet({grades}) g JOIN terms t USING (term_id)
-            WHERE g.score IS NOT NULL AND g.full_mark > 0 {chosen}
-        ) TO {sql_str(str(folder))} (FORMAT parquet, PARTITION_BY (idx))
+            SELECT student_id, subject, least(score / full_mark, 1.0) AS share, term_id
+            FROM read_parquet({grades})
+            WHERE score IS NOT NULL AND full_mark > 0 {chosen}
+        ) TO {sql_str(str(folder))} (FORMAT parquet, PARTITION_BY (term_id))
     """)
-    return folder
+    folders = [p for p in Path(folder).glob("term_id=*") if p.is_dir()] if Path(folder).is_dir() else []
+    return {unquote(p.name.split("=", 1)[1]): p for p in folders}
 
 
-def term_exams(folder: Path, term: Term) -> str:
+def term_exams(exams: dict[str, Path], term: Term) -> str:
     """A FROM item with (student_id, subject, share) of one term's exams, from `exams_by_term`."""
-    part = Path(folder) / f"idx={term.idx}"
-    if part.is_dir() and any(part.glob("*.parquet")):
+    part = exams.get(term.term_id)
+    if part is not None and any(part.glob("*.parquet")):
         return f"read_parquet({sql_str(str(part / '*.parquet'))})"
     return "(SELECT NULL::VARCHAR AS student_id, NULL::VARCHAR AS subject, NULL::DOUBLE AS share WHERE false)"
 
@@ -270,42 +277,37 @@ def build_subject_terms(lake_dir: Path, out_path: Path) -> int:
             return write_family(family, [], out_path)
         load_grade_of(con, lake_dir)
         exams = exams_by_term(con, grades, scratch / "exams")
-        exam_rows = con.execute(f"SELECT count(*) FROM read_parquet({grades})").fetchone()[0]
+        (exam_rows,) = con.execute(f"SELECT count(*) FROM read_parquet({grades})").fetchall()[0]
         buckets = max(1, math.ceil(exam_rows / 2 / ROWS_PER_BUCKET))  # ~2 exams per subject and term
         (scratch / "shares").mkdir()
         (scratch / "parts").mkdir()
-        # 1. Term by term across the city: share, then z and percentile within (grade, subject);
-        #    split by student bucket for step 2.
+        # 1. Term by term across the city: share, then z and percentile within (grade, subject).
+        shares = []
         for term in terms:
-            con.execute(f"""
-                COPY (
-                    WITH s AS (
-                        SELECT e.student_id, e.subject, avg(e.share) AS share, any_value(g.grade) AS grade
-                        FROM {term_exams(exams, term)} e LEFT JOIN grade_of g
-                          ON g.student_id = e.student_id AND g.school_year = {term.school_year}
-                        GROUP BY e.student_id, e.subject
-                    )
-                    SELECT student_id, subject, {term.idx} AS term_idx, grade, share,
-                           CASE WHEN grade IS NOT NULL THEN coalesce(
-                               (share - avg(share) OVER w) / nullif(stddev_pop(share) OVER w, 0), 0.0) END AS z,
-                           CASE WHEN grade IS NOT NULL THEN 100.0 * percent_rank() OVER (w ORDER BY share) END AS pct,
-                           hash(student_id) % {buckets} AS bucket
-                    FROM s WINDOW w AS (PARTITION BY grade, subject)
-                ) TO {sql_str(str(scratch / "shares" / f"t{term.idx}"))} (FORMAT parquet, PARTITION_BY (bucket))
-            """)
-        # 2. Student bucket by bucket: each student's career, slope and volatility over the terms
-        #    t-3..t (a RANGE frame on the term index: earlier terms only, gaps respected).
+            shares.append(copy(con, f"""
+                WITH s AS (
+                    SELECT e.student_id, e.subject, avg(e.share) AS share, any_value(g.grade) AS grade
+                    FROM {term_exams(exams, term)} e LEFT JOIN grade_of g
+                      ON g.student_id = e.student_id AND g.school_year = {term.school_year}
+                    GROUP BY e.student_id, e.subject
+                )
+                SELECT student_id, subject, {term.idx} AS term_idx, grade, share,
+                       CASE WHEN grade IS NOT NULL THEN coalesce(
+                           (share - avg(share) OVER w) / nullif(stddev_pop(share) OVER w, 0), 0.0) END AS z,
+                       CASE WHEN grade IS NOT NULL THEN 100.0 * percent_rank() OVER (w ORDER BY share) END AS pct
+                FROM s WINDOW w AS (PARTITION BY grade, subject)
+            """, scratch / "shares" / f"t{term.idx}.parquet"))
+        # 2. Students bucket by bucket: each career's slope and volatility over the terms t-3..t
+        #    (a RANGE frame on the term index: earlier terms only, a gap is not filled by an older term).
         for bucket in range(buckets):
-            files = sorted((scratch / "shares").glob(f"t*/bucket={bucket}/*.parquet"))
-            if not files:
-                continue
             careers = typed(family, f"""
                 SELECT s.student_id AS student_key, s.subject, t.end_ts AS event_timestamp, s.term_idx,
                        s.grade, s.share, s.z, s.pct,
                        regr_slope(s.share, s.term_idx) OVER w AS slope_4t,
                        stddev_samp(s.share) OVER w AS volatility_4t,
                        CASE WHEN s.share < {FAIL_SHARE} - {_EPS} THEN 1 ELSE 0 END AS failed
-                FROM read_parquet({files_sql(files)}) s JOIN terms t ON t.idx = s.term_idx
+                FROM read_parquet({files_sql(shares)}) s JOIN terms t ON t.idx = s.term_idx
+                WHERE hash(s.student_id) % {buckets} = {bucket}
                 WINDOW w AS (PARTITION BY s.student_id, s.subject ORDER BY s.term_idx
                              RANGE BETWEEN {WINDOW_TERMS - 1} PRECEDING AND CURRENT ROW)
             """, extra=("term_idx",))
