@@ -1062,7 +1062,7 @@ class _Zone:
 
     def _decline_truth(self) -> pa.Table:
         onset = self.onset
-        year, term = onset // 2, onset % 2
+        year = onset // 2
         grade = self.plan.years[np.minimum(year, self.plan.school_years - 1)] - self.entry + 1
         show = self.decliner & (onset < self.T) & (grade >= 1) & (grade <= 12)
         idx = np.flatnonzero(show)

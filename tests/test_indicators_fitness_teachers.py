@@ -383,20 +383,6 @@ def test_career_indicators_match_a_pandas_reference_on_the_city(city, scored_cit
     assert merged["years_failed_in_row_built"].max() >= 2  # the city has failed streaks to check
 
 
-def test_frame_wrappers_give_what_the_families_write(city, scored_city):
-    """`build_indicators` still calls fitness_indicators / fitness_history on frames: same SQL, same rows."""
-    order = [("student_key", "ascending"), ("event_timestamp", "ascending")]
-    indicators = fitness.fitness_indicators(scored_city)
-    assert list(indicators.columns) == ["student_key", "event_timestamp", *fitness.FITNESS_FIELDS]
-    assert str(indicators["event_timestamp"].dtype) == "datetime64[us, UTC]"
-    assert str(indicators["years_failed_in_row"].dtype) == "int64"
-    history = fitness.fitness_history(indicators)
-    for frame, family in ((indicators, fitness.STUDENT_FITNESS), (history, fitness.STUDENT_FITNESS_HISTORY)):
-        got = pa.Table.from_pandas(frame, schema=family.arrow_schema(), preserve_index=False).sort_by(order)
-        built = pq.read_table(city["out"] / f"{family.name}.parquet").sort_by(order)
-        assert got.replace_schema_metadata().equals(built.replace_schema_metadata()), family.name
-
-
 # --------------------------------------------------------------------------------------------
 # Teachers
 # --------------------------------------------------------------------------------------------

@@ -434,51 +434,6 @@ STUDENT_FITNESS_HISTORY = IndicatorFamily(
 FAMILIES: tuple[IndicatorFamily, ...] = (STUDENT_FITNESS, STUDENT_FITNESS_HISTORY)
 
 
-# Frame-in, frame-out forms (what `build_indicators` calls until it runs FAMILIES): the same SQL.
-
-def fitness_indicators(scored: pd.DataFrame) -> pd.DataFrame:
-    """One row per student and test: the scores plus indicators over the career so far.
-
-    `scored` is `score_fitness_tests` output; `event_timestamp` is the test date, so a
-    point-in-time join never sees a later test. Columns: student_key, event_timestamp, FITNESS_FIELDS.
-    """
-    frame = scored.rename(columns={"student_id": "student_key"})
-    frame = frame.assign(event_timestamp=_utc_microseconds(frame["test_date"]))
-    return _frame_query(frame, _indicator_sql, STUDENT_FITNESS)
-
-
-def fitness_history(indicators: pd.DataFrame) -> pd.DataFrame:
-    """For each student and test, the whole fitness history up to that test, as one JSON document.
-
-    The online store keeps only the latest row per student; the portrait needs every year.
-    """
-    return _frame_query(indicators, _history_sql, STUDENT_FITNESS_HISTORY)
-
-
-def _frame_query(frame: pd.DataFrame, sql: Callable[[str], str], family: IndicatorFamily) -> pd.DataFrame:
-    columns = ["student_key", "event_timestamp", *[c for c in _TEST_COLUMNS if c in frame.columns]]
-    frame = frame[columns]
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("frame_in", frame)
-        # pandas holds an empty float as NaN; SQL means NULL
-        select = ", ".join(f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END AS {c}" if c in _FLOAT_COLUMNS else c
-                           for c in columns)
-        con.execute(f"CREATE VIEW tests AS SELECT {select} FROM frame_in")
-        table = con.sql(sql("tests")).to_arrow_table()
-    schema = family.arrow_schema()
-    table = pa.table([table.column(f.name).cast(f.type) for f in schema], schema=schema)
-    out = table.to_pandas()
-    for name, kind in family.fields.items():
-        if kind == "int":
-            out[name] = out[name].astype("Int64" if out[name].isna().any() else "int64")
-    return out
-
-
-def _utc_microseconds(dates: pd.Series) -> pd.Series:
-    return pd.to_datetime(dates).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-
-
 # ============================================================================================
 # DuckDB plumbing shared by the family modules (fitness, teachers, classes)
 # ============================================================================================
