@@ -80,6 +80,7 @@ def family_view(family: IndicatorFamily, indicators_dir: Path) -> FeatureView:
         schema=[Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in family.fields.items()],
         source=_source(indicators_dir / f"{family.name}.parquet", f"{family.name}_source"),
         description=family.description,
+        online=family.online,
     )
 
 
@@ -165,5 +166,5 @@ EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 def publish(store: FeatureStore, definitions: list, *, views: list[str] | None = None) -> None:
     """Apply definitions to the registry, then load the latest values into the online store."""
     store.apply(definitions)
-    names = views or [d.name for d in definitions if isinstance(d, FeatureView)]
+    names = views or [d.name for d in definitions if isinstance(d, FeatureView) and d.online]
     store.materialize(EPOCH, datetime.now(timezone.utc) + timedelta(seconds=1), feature_views=names)

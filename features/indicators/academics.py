@@ -359,6 +359,7 @@ STUDENT_SUBJECT_TERM = IndicatorFamily(
     description="Each subject's term result: share of full mark, city z and percentile within grade, "
                 "4-term slope and volatility, failed.",
     build=build_subject_terms,
+    online=False,  # read by the growth model offline; the portrait shows it through student_academics
 )
 
 STUDENT_ACADEMICS = IndicatorFamily(

@@ -39,6 +39,8 @@ class IndicatorFamily:
     build: (lake_dir, out_path) → rows written. Writes Parquet with the key columns,
            `event_timestamp` (UTC, microseconds: when the value became true, e.g. term end or
            test date) and every field, and nothing computed from anything later than that time.
+    online: whether the latest values are materialized to the online store. Families only models
+           train on stay offline: every online value costs a write per entity at materialization.
     """
 
     name: str
@@ -47,6 +49,7 @@ class IndicatorFamily:
     ttl: timedelta
     description: str
     build: Callable[[Path, Path], int]
+    online: bool = True
 
     def __post_init__(self):
         unknown = [e for e in self.entities if e not in ENTITY_KEYS]
