@@ -73,3 +73,14 @@ def test_multiclass_target_is_refused():
 @parametrize_with_checks([DPRiskClassifier(epochs=2, epsilon=8.0, delta=1e-3, batch_size=32)])
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("rows, batch_size, epochs", [(93 * 10, 10, 5), (99 * 8, 8, 2), (91 * 4, 4, 10)])
+def test_spend_never_passes_the_target_when_epochs_over_sample_rate_rounds_down(rows, batch_size, epochs):
+    # Regression: Opacus calibrated for int(epochs / sample_rate) steps, one short for 93 batches
+    # an epoch, so the spent ε could end above the target.
+    X, y = _problem(rows)
+    model = DPRiskClassifier(epsilon=1.0, delta=1e-5, epochs=epochs, batch_size=batch_size).fit(X / 100, y)
+    spent = model.privacy_
+    assert spent.steps == epochs * round(1 / spent.sample_rate)  # every step, empty Poisson batches too
+    assert spent.epsilon <= 1.0
