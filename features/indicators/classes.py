@@ -15,16 +15,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from features.indicators.duck import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
 from features.indicators.family import IndicatorFamily
-from features.indicators.fitness import (
-    FamilyWriter,
-    duck_session,
-    register_lake,
-    scored_fitness,
-    spill_dir,
-    sql_literal,
-    term_ends,
-)
+from features.indicators.fitness import scored_fitness
 
 TERM_TTL = timedelta(days=200)  # a term's value: one term (≤ 194 days between term ends) and a bit, as academics
 PASS_SHARE = 0.6  # a result passes at 60 % of its full mark

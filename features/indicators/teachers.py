@@ -20,7 +20,7 @@ from pathlib import Path
 
 from features.contract import TEACHER_DIMENSIONS
 from features.indicators.family import IndicatorFamily
-from features.indicators.fitness import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
+from features.indicators.duck import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
 
 DIMENSIONS = TEACHER_DIMENSIONS  # awareness, knowledge_skills, application, responsibility, development
 ASSESSMENT_TTL = timedelta(days=2 * 366)  # assessed each autumn; one missed year is still "current"
