@@ -22,10 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.academics import (
-    TERM_TTL, copy, exams_by_term, lake_table, load_terms, sql_str, term_exams, typed, workspace, write_family,
-)
-from features.indicators.family import IndicatorFamily
+from features.indicators.duck import copy, exams_by_term, lake_table, load_terms, sql_str, term_exams, typed, workspace, write_family
+from features.indicators.family import TERM_TTL, IndicatorFamily
 
 ACTIVITY_KINDS = {  # field -> (domain, kind, aggregate)
     "arts_hours": ("aesthetic", "arts_practice_hours", "sum"),

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.academics import (
-    TERM_TTL, copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family,
-)
-from features.indicators.family import IndicatorFamily
+from features.indicators.duck import copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family
+from features.indicators.family import TERM_TTL, IndicatorFamily
 
 WINDOW_TERMS = 4
 

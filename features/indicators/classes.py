@@ -12,14 +12,12 @@ a lake without a family's required tables gives an empty file with the family's 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from features.indicators.duck import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
-from features.indicators.family import IndicatorFamily
+from features.indicators.family import TERM_TTL, IndicatorFamily
 from features.indicators.fitness import scored_fitness
 
-TERM_TTL = timedelta(days=200)  # a term's value: one term (≤ 194 days between term ends) and a bit, as academics
 PASS_SHARE = 0.6  # a result passes at 60 % of its full mark
 
 CLASS_FIELDS: dict[str, str] = {

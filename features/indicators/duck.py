@@ -1,7 +1,8 @@
 """DuckDB plumbing for the indicator families: bounded sessions, lake views, exact-schema writers.
 
-One home for it, below the family modules (fitness, teachers and classes use it), so no family
-imports another family's helpers.
+One home for it, below the family modules, so no family imports another family's helpers.
+Two generations live here side by side (the session/writer set used by fitness, teachers and
+classes; the workspace/term set used by the student families); merging them is open work.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -148,3 +152,189 @@ def term_ends(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, str]]
     """).fetchall()
     return [(term_id, int(year), f"TIMESTAMP {sql_literal(end)}", f"TIMESTAMP {sql_literal(previous)}")
             for term_id, year, end, previous in rows]
+
+
+# --- the student families' set: terms, a scratch workspace, typed writes ---
+
+_KIND_SQL = {"float": "DOUBLE", "int": "BIGINT", "str": "VARCHAR", "json": "VARCHAR"}
+
+
+@dataclass(frozen=True)
+class Term:
+    term_id: str
+    school_year: int
+    idx: int  # school_year * 2 + term - 1: consecutive terms differ by 1, gaps stay gaps
+    end: datetime  # end_date at 00:00 (UTC): when the term's values become true
+
+    @property
+    def end_sql(self) -> str:
+        return f"TIMESTAMP '{self.end:%Y-%m-%d %H:%M:%S}'"
+
+
+def lake_table(lake_dir: Path, table: str) -> str | None:
+    """The lake file of `table` as a DuckDB string literal, or None if the lake lacks it."""
+    path = Path(lake_dir) / f"{table}.parquet"
+    return sql_str(str(path)) if path.exists() else None
+
+
+def sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(values) -> str:
+    return "(" + ", ".join(sql_str(v) for v in values) + ")" if values else "(NULL)"
+
+
+def files_sql(paths: list[Path]) -> str:
+    return "[" + ", ".join(sql_str(str(p)) for p in paths) + "]"
+
+
+@contextmanager
+def workspace(out_path: Path, name: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """A DuckDB connection with bounded memory and a scratch folder beside the output, removed after."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out_path.parent / f".{name}.build"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    con = duckdb.connect(config={
+        "memory_limit": MEMORY_LIMIT, "threads": THREADS, "temp_directory": str(scratch / "spill"),
+        "preserve_insertion_order": False,
+    })
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        yield con, scratch
+    finally:
+        con.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_terms(con: duckdb.DuckDBPyConnection, lake_dir: Path) -> list[Term]:
+    """Temp table `terms` (term_id, school_year, idx, end_ts) and the terms in order; [] without a terms table."""
+    source = lake_table(lake_dir, "terms")
+    if source is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE terms (term_id VARCHAR, school_year BIGINT, idx BIGINT, "
+                    "end_ts TIMESTAMP)")
+        return []
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE terms AS
+        SELECT term_id, school_year, school_year * 2 + term - 1 AS idx,
+               date_trunc('day', end_date)::TIMESTAMP AS end_ts
+        FROM read_parquet({source}) WHERE end_date IS NOT NULL ORDER BY idx
+    """)
+    rows = con.execute("SELECT term_id, school_year, idx, end_ts FROM terms ORDER BY idx").fetchall()
+    idx = [r[2] for r in rows]
+    if len(set(idx)) != len(idx):
+        raise ValueError("terms: two term_ids share a (school_year, term); fix the terms export")
+    return [Term(*r) for r in rows]
+
+
+def load_grade_of(con: duckdb.DuckDBPyConnection, lake_dir: Path) -> None:
+    """Temp table `grade_of` (student_id, school_year, grade); empty if the lake lacks the tables."""
+    memberships, classes = lake_table(lake_dir, "class_memberships"), lake_table(lake_dir, "classes")
+    if memberships is None or classes is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE grade_of (student_id VARCHAR, school_year BIGINT, grade BIGINT)")
+        return
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE grade_of AS
+        SELECT m.student_id, m.school_year, any_value(c.grade) AS grade
+        FROM read_parquet({memberships}) m JOIN read_parquet({classes}) c USING (class_id)
+        GROUP BY m.student_id, m.school_year
+    """)
+
+
+def window_terms(terms: list[Term], term: Term, size: int) -> list[Term]:
+    """The terms t-size+1..t that exist (by index, so a missing term is not replaced by an older one)."""
+    return [t for t in terms if term.idx - size < t.idx <= term.idx]
+
+
+def typed(family: IndicatorFamily, inner_sql: str, extra: tuple[str, ...] = ()) -> str:
+    """SELECT the family's columns, in order, cast to their declared kinds (then `extra` as is), from `inner_sql`."""
+    columns = [f"CAST({k} AS VARCHAR) AS {k}" for k in family.keys]
+    columns.append("CAST(event_timestamp AS TIMESTAMP) AS event_timestamp")
+    columns += [f"CAST({name} AS {_KIND_SQL[kind]}) AS {name}" for name, kind in family.fields.items()]
+    columns += list(extra)
+    return f"SELECT {', '.join(columns)} FROM ({inner_sql})"
+
+
+def copy(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> Path:
+    con.execute(f"COPY ({sql}) TO {sql_str(str(path))} (FORMAT parquet)")
+    return path
+
+
+def exams_by_term(con: duckdb.DuckDBPyConnection, grades: str, folder: Path,
+                  subjects: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """One pass over lake `grades`: each exam's share of full mark, split into one folder per term.
+
+    The lake is sorted by student, so a filter on term cannot skip any of it; reading it once
+    and splitting beats scanning it again for every term. A score above its full mark counts as 1.
+    Returns term_id → folder; read a term back with `term_exams`.
+    """
+    chosen = f"AND subject IN {sql_list(subjects)}" if subjects else ""
+    con.execute(f"""
+        COPY (
+            SELECT student_id, subject, least(score / full_mark, 1.0) AS share, term_id
+            FROM read_parquet({grades})
+            WHERE score IS NOT NULL AND full_mark > 0 {chosen}
+        ) TO {sql_str(str(folder))} (FORMAT parquet, PARTITION_BY (term_id))
+    """)
+    folders = [p for p in Path(folder).glob("term_id=*") if p.is_dir()] if Path(folder).is_dir() else []
+    return {unquote(p.name.split("=", 1)[1]): p for p in folders}
+
+
+def term_exams(exams: dict[str, Path], term: Term) -> str:
+    """A FROM item with (student_id, subject, share) of one term's exams, from `exams_by_term`."""
+    part = exams.get(term.term_id)
+    if part is not None and any(part.glob("*.parquet")):
+        return f"read_parquet({sql_str(str(part / '*.parquet'))})"
+    return "(SELECT NULL::VARCHAR AS student_id, NULL::VARCHAR AS subject, NULL::DOUBLE AS share WHERE false)"
+
+
+def write_family(family: IndicatorFamily, parts: list[Path], out_path: Path) -> int:
+    """Concatenate part files into `out_path` with exactly `family.arrow_schema()`; rows written.
+
+    Streams batch by batch (bounded memory), writes beside the target and renames, so a reader
+    sees the old file or the new one. No parts: an empty file with the schema.
+    """
+    schema = family.arrow_schema()
+    out_path = Path(out_path)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 20, columns=schema.names):
+                table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                writer.write_table(table)
+                rows += table.num_rows
+    os.replace(tmp, out_path)
+    return rows
+
+
+def lake_mtime(lake_dir: Path) -> float:
+    return max((p.stat().st_mtime for p in Path(lake_dir).glob("*.parquet")), default=0.0)
+
+
+def fresh_output(lake_dir: Path, path: Path, columns: list[str] | None = None) -> bool:
+    """A sibling output that is newer than every lake table (and has the needed columns)."""
+    if not path.exists() or path.stat().st_mtime < lake_mtime(lake_dir):
+        return False
+    if columns is None:
+        return True
+    names = set(pq.read_schema(path).names)
+    return all(c in names for c in columns)
+
+
+def sibling(lake_dir: Path, out_dir: Path, family: IndicatorFamily, scratch: Path) -> Path:
+    """The family's Parquet in the output folder if fresh with its exact schema, else built into `scratch`."""
+    path = Path(out_dir) / f"{family.name}.parquet"
+    if fresh_output(lake_dir, path) and pq.read_schema(path).equals(family.arrow_schema(), check_metadata=False):
+        return path
+    built = Path(scratch) / f"{family.name}.parquet"
+    family.build(Path(lake_dir), built)
+    return built
+
+
+# ============================================================================================
+# student_subject_term
+# ============================================================================================

@@ -17,6 +17,9 @@ import pyarrow as pa
 # Feature kinds → Arrow types of the Parquet a family writes (Feast types are derived from them).
 KINDS = {"float": pa.float64(), "int": pa.int64(), "str": pa.string(), "json": pa.string()}
 
+# A term's value stays the entity's current one for a term and a bit (term ends are ≤ 194 days apart).
+TERM_TTL = timedelta(days=200)
+
 # Entities and their join keys (Feast `Entity` objects are built from these in feature_repo).
 ENTITY_KEYS = {
     "student": "student_key",

@@ -56,11 +56,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.indicators import academics, aesthetic_labor, attendance, literacy, moral
-from features.indicators.academics import (
-    TERM_TTL, Term, copy, fresh_output, load_terms, sibling, sql_str, typed, workspace,
-    write_family,
-)
-from features.indicators.family import IndicatorFamily
+from features.indicators.duck import Term, copy, fresh_output, load_terms, sibling, sql_str, typed, workspace, write_family
+from features.indicators.family import TERM_TTL, IndicatorFamily
 
 DOMAINS = ("de", "zhi", "ti", "mei", "lao")
 FITNESS = "student_fitness"  # the fitness indicators' Parquet (features.indicators.fitness)

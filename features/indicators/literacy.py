@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.academics import (
-    TERM_TTL, copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family,
-)
-from features.indicators.family import IndicatorFamily
+from features.indicators.duck import copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family
+from features.indicators.family import TERM_TTL, IndicatorFamily
 
 DOMAINS = ("digital", "reading", "science")
 LOOKBACK_TERMS = 4  # a "previous" score older than two school years is no longer a baseline

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.academics import (
-    TERM_TTL, copy, exams_by_term, lake_table, load_terms, sql_list, sql_str, term_exams, typed, window_terms,
-    workspace, write_family,
-)
-from features.indicators.family import IndicatorFamily
+from features.indicators.duck import copy, exams_by_term, lake_table, load_terms, sql_list, sql_str, term_exams, typed, window_terms, workspace, write_family
+from features.indicators.family import TERM_TTL, IndicatorFamily
 
 MORAL_SUBJECTS = ("politics", "morality")  # 思想政治 / 道德与法治 (the contract's code is politics)
 CONDUCT_KINDS = {  # field -> conduct_records.kind

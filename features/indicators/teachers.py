@@ -19,12 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from features.contract import TEACHER_DIMENSIONS
-from features.indicators.family import IndicatorFamily
+from features.indicators.family import TERM_TTL, IndicatorFamily
 from features.indicators.duck import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
 
 DIMENSIONS = TEACHER_DIMENSIONS  # awareness, knowledge_skills, application, responsibility, development
 ASSESSMENT_TTL = timedelta(days=2 * 366)  # assessed each autumn; one missed year is still "current"
-TERM_TTL = timedelta(days=200)  # a term's value: one term (≤ 194 days between term ends) and a bit, as academics
 YEAR_TTL = timedelta(days=366)
 
 LITERACY_FIELDS: dict[str, str] = {
