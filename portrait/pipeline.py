@@ -58,7 +58,7 @@ def run_features(settings: Settings) -> dict[str, int]:
     from features.indicators import build_indicators
 
     counts = build_indicators(settings.lake_dir, settings.indicators_dir)
-    publish(feature_store(settings), indicator_views(settings.indicators_dir))
+    publish(feature_store(settings), indicator_views(settings.indicators_dir), workers=settings.ray_num_cpus)
     return counts
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.config import Settings
-from features.feature_repo import feature_store, indicator_views
+from features.feature_repo import feature_store, indicator_views, publish
 from portrait.pipeline import run_features, run_ingest, run_synth
 from training.fitness_risk import example_anchors, training_examples
 
@@ -68,17 +68,27 @@ def test_labels_come_from_the_following_annual_test(city):
     np.testing.assert_array_equal(labels, expected)
 
 
-def test_online_store_serves_the_latest_values(city):
+def test_online_store_serves_current_students_latest_values_and_drops_those_who_left(city):
     store = feature_store(city)
     fitness = pd.read_parquet(city.indicators_dir / "student_fitness.parquet")
-    latest = fitness.sort_values("event_timestamp").groupby("student_key").tail(1).iloc[0]
+    latest = fitness.sort_values("event_timestamp").groupby("student_key").tail(1)
+    current = latest.iloc[-1]
     online = store.get_online_features(
         features=["student_fitness:total_score", "student_fitness:school_year", "student_enrollment:class_id"],
-        entity_rows=[{"student_key": latest["student_key"]}],
+        entity_rows=[{"student_key": current["student_key"]}],
     ).to_dict()
-    assert online["total_score"] == [pytest.approx(latest["total_score"])]
-    assert online["school_year"] == [latest["school_year"]]
+    assert online["total_score"] == [pytest.approx(current["total_score"])]
+    assert online["school_year"] == [current["school_year"]]
     assert online["class_id"][0]
+
+    # A student whose last test is older than the view's TTL before the release's newest test has
+    # left: their history stays offline, and the online store no longer holds them.
+    ttl = store.get_feature_view("student_fitness").ttl
+    left = latest[latest["event_timestamp"] < latest["event_timestamp"].max() - ttl]
+    assert len(left) > 0, "the test city must have students who left"
+    gone = store.get_online_features(features=["student_fitness:total_score"],
+                                     entity_rows=[{"student_key": left.iloc[0]["student_key"]}]).to_dict()
+    assert gone["total_score"] == [None]
 
 
 def test_ray_offline_store_retrieves_the_same_training_set_as_the_embedded_one(city, monkeypatch):
@@ -122,3 +132,26 @@ def test_one_online_read_returns_a_students_whole_portrait(city):
     five_domain = [row[name][0] for name in row if name.startswith("student_five_domain__") and
                    name.split("__")[1] in ("de", "zhi", "ti", "mei", "lao")]
     assert five_domain and all(v is None or 0 <= v <= 100 for v in five_domain)
+
+
+def test_redis_online_store_and_sql_registry_serve_the_same_portrait(city, redis_url, tmp_path):
+    """The other half of the scale path: Redis online (written by parallel workers), a SQL registry."""
+    scaled = city.model_copy(update={
+        "home": tmp_path / "home", "feast_online_store": "redis", "feast_redis_url": redis_url,
+        "feast_registry_url": f"sqlite:///{tmp_path / 'registry.db'}",
+    })
+    definitions = indicator_views(city.indicators_dir)
+    publish(feature_store(scaled), definitions, workers=2)
+
+    store = feature_store(scaled)  # a fresh client reads the definitions back from the SQL registry
+    assert {view.name for view in store.list_feature_views()} >= {"student_fitness", "student_five_domain"}
+    embedded = feature_store(city)
+    keys = sorted(pd.read_parquet(city.indicators_dir / "student_enrollment.parquet")["student_key"].unique())
+    rows = [{"student_key": key} for key in keys[:25]]
+    service = "student_portrait_v1"
+    from_redis = store.get_online_features(features=store.get_feature_service(service), entity_rows=rows,
+                                           full_feature_names=True).to_df()
+    from_sqlite = embedded.get_online_features(features=embedded.get_feature_service(service), entity_rows=rows,
+                                               full_feature_names=True).to_df()
+    assert from_redis["student_fitness__total_score"].notna().any()
+    pd.testing.assert_frame_equal(from_redis[sorted(from_redis.columns)], from_sqlite[sorted(from_sqlite.columns)])
