@@ -36,8 +36,12 @@ class Settings(BaseSettings):
     # Fitness-risk model: the privacy target for one training run (unit: one student).
     fitness_risk_epsilon: float = 2.0
     fitness_risk_max_delta: float = 1e-5
-    # Total budget of one data release (school-year snapshot); every spend is checked against it.
+    # The data release jobs spend from (a school year; default: the latest one in the lake) and the
+    # total (ε, δ) a release opens with unless the data officer opened it first. Unit: one student.
+    release: str | None = None
     release_epsilon_budget: float = 10.0
+    release_delta_budget: float = 1e-4
+    privacy_ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger, e.g. PostgreSQL.")
 
     token_minutes: int = 60
 
@@ -76,8 +80,8 @@ class Settings(BaseSettings):
         return self.home / "keys"
 
     @property
-    def ledger_path(self) -> Path:
-        return self.home / "privacy-ledger.db"
+    def ledger_url(self) -> str:
+        return self.privacy_ledger_url or f"sqlite:///{(self.home / 'privacy-ledger.db').resolve()}"
 
     @property
     def users_path(self) -> Path:

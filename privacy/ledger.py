@@ -1,28 +1,60 @@
 """The privacy budget ledger: every model and statistic spends (ε, δ) from a release's total.
 
-A release is a snapshot of the lake (for example school year 2025). Spends compose by basic
-(sequential) composition: the ε's add up and so do the δ's, which holds for any mix of
-mechanisms. A spend that would pass the total is refused before the caller computes anything.
-`BEGIN IMMEDIATE` takes SQLite's write lock before reading the balance, so parallel jobs racing
-for the last of the budget are serialized: exactly the ones that fit get through.
+A release is the data of one school year as the lake holds it (named by the year, e.g. "2025"),
+with a total (ε, δ) the data officer sets once. Its budget belongs to the year, not to a lake
+version: re-ingesting a corrected export does not hand out a fresh budget for the same students.
+Each spend records what was computed, from which lake snapshot, by which mechanism and accountant.
+
+Composition. Spends compose by basic (sequential) composition: the ε's add up and so do the δ's.
+That holds for any mix of mechanisms (DP-SGD runs, Laplace counts, exponential-mechanism
+quantiles) and is what the ledger enforces. It is loose: inside one spend the tighter accountant
+already did its work (PRV over the thousands of DP-SGD steps of one training; OpenDP's own
+composition inside one statistics release), so only the few spends between jobs compose loosely.
+
+Refusal comes first. `spend` is called before the caller touches the data, and refuses (saying
+what is left) when the total would be passed. A job that fails after its spend keeps it spent:
+it may already have read the data, so giving the budget back would be a claim we cannot check.
+
+Storage is SQL through SQLAlchemy: a SQLite file under PORTRAIT_HOME by default, PostgreSQL at
+scale (`PORTRAIT_PRIVACY_LEDGER_URL`). Concurrent spends from parallel jobs are serialized: on
+SQLite the spend transaction starts with `BEGIN IMMEDIATE` (the write lock before the balance is
+read), on PostgreSQL it locks the release row (`SELECT ... FOR UPDATE`). Exactly the spends that
+fit get through.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS releases (
-    name TEXT PRIMARY KEY, epsilon REAL NOT NULL, delta REAL NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS spends (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, release TEXT NOT NULL REFERENCES releases(name),
-    what TEXT NOT NULL, mechanism TEXT NOT NULL, accountant TEXT NOT NULL,
-    epsilon REAL NOT NULL, delta REAL NOT NULL, spent_at TEXT NOT NULL);
-"""
+import sqlalchemy as sa
+from sqlalchemy import event
+
+_metadata = sa.MetaData()
+releases = sa.Table(
+    "releases", _metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("epsilon", sa.Float, nullable=False),
+    sa.Column("delta", sa.Float, nullable=False),
+    sa.Column("snapshot", sa.String(128), nullable=False, default=""),  # lake version when opened
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+spends = sa.Table(
+    "spends", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("release", sa.String(64), sa.ForeignKey("releases.name"), nullable=False),
+    sa.Column("what", sa.String(256), nullable=False),
+    sa.Column("mechanism", sa.String(128), nullable=False),
+    sa.Column("accountant", sa.String(128), nullable=False),
+    sa.Column("epsilon", sa.Float, nullable=False),
+    sa.Column("delta", sa.Float, nullable=False),
+    sa.Column("snapshot", sa.String(128), nullable=False, default=""),  # lake version the spend read
+    sa.Column("spent_at", sa.String(32), nullable=False),
+)
+
+# Float sums of many small spends can land a hair above the total: forgive that, nothing more.
+_EPSILON_SLACK, _DELTA_SLACK = 1e-9, 1e-15
 
 
 class BudgetExceeded(RuntimeError):
@@ -39,77 +71,96 @@ class Balance:
 
     @property
     def epsilon_left(self) -> float:
-        return self.epsilon_total - self.epsilon_spent
+        return max(self.epsilon_total - self.epsilon_spent, 0.0)
 
     @property
     def delta_left(self) -> float:
-        return self.delta_total - self.delta_spent
+        return max(self.delta_total - self.delta_spent, 0.0)
 
 
 class PrivacyLedger:
-    def __init__(self, path: Path):
-        self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
+    """Releases and their spends, in a SQL database given as a SQLAlchemy URL or a SQLite path."""
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=60, isolation_level=None)
+    def __init__(self, url: str | Path):
+        url = str(url) if "://" in str(url) else f"sqlite:///{Path(url).resolve()}"
+        database = sa.engine.make_url(url).database
+        if url.startswith("sqlite") and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                                        connect_args={"timeout": 60} if url.startswith("sqlite") else {})
+        if self._engine.dialect.name == "sqlite":
+            _begin_immediate(self._engine)
+        _metadata.create_all(self._engine)
 
-    def open_release(self, name: str, *, epsilon: float, delta: float) -> Balance:
+    def open_release(self, name: str, *, epsilon: float, delta: float, snapshot: str = "") -> Balance:
         """Create the release with its total budget; an existing release keeps its total."""
-        if epsilon <= 0 or not 0 < delta < 1:
-            raise ValueError("a release needs epsilon > 0 and 0 < delta < 1")
-        with closing(self._connect()) as db:
-            db.execute(
-                "INSERT OR IGNORE INTO releases VALUES (?, ?, ?, ?)",
-                (name, epsilon, delta, _now()),
-            )
+        if not epsilon > 0 or not 0 < delta < 1:
+            raise ValueError(f"release {name!r} needs epsilon > 0 and 0 < delta < 1 (got ε={epsilon}, δ={delta})")
+        with self._engine.begin() as db:
+            exists = db.execute(sa.select(releases.c.name).where(releases.c.name == name)).first()
+            if exists is None:
+                db.execute(releases.insert().values(name=name, epsilon=epsilon, delta=delta, snapshot=snapshot,
+                                                    created_at=_now()))
         return self.balance(name)
 
+    def releases(self) -> list[Balance]:
+        with self._engine.connect() as db:
+            names = db.execute(sa.select(releases.c.name).order_by(releases.c.created_at, releases.c.name)).scalars()
+            return [_balance(db, name) for name in list(names)]
+
     def balance(self, release: str) -> Balance:
-        with closing(self._connect()) as db:
+        with self._engine.connect() as db:
             return _balance(db, release)
 
-    def spend(self, release: str, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str) -> Balance:
+    def spend(self, release: str, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str,
+              snapshot: str = "") -> Balance:
         """Record a spend, or raise BudgetExceeded (saying what is left) and record nothing."""
-        if epsilon < 0 or delta < 0:
-            raise ValueError("a spend cannot be negative")
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                balance = _balance(db, release)
-                if epsilon > balance.epsilon_left + 1e-12 or delta > balance.delta_left + 1e-15:
-                    raise BudgetExceeded(
-                        f"release {release!r}: spending ε={epsilon:g}, δ={delta:g} for {what!r} would pass the "
-                        f"budget; left: ε={balance.epsilon_left:g}, δ={balance.delta_left:g}"
-                    )
-                db.execute(
-                    "INSERT INTO spends (release, what, mechanism, accountant, epsilon, delta, spent_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (release, what, mechanism, accountant, epsilon, delta, _now()),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        if not (epsilon >= 0 and delta >= 0):
+            raise ValueError(f"a spend cannot be negative (got ε={epsilon}, δ={delta} for {what!r})")
+        with self._engine.begin() as db:
+            balance = _balance(db, release, lock=True)
+            if epsilon > balance.epsilon_left + _EPSILON_SLACK or delta > balance.delta_left + _DELTA_SLACK:
+                raise BudgetExceeded(
+                    f"release {release!r}: spending ε={epsilon:g}, δ={delta:g} for {what!r} would pass the "
+                    f"budget; left: ε={balance.epsilon_left:g}, δ={balance.delta_left:g}")
+            db.execute(spends.insert().values(release=release, what=what, mechanism=mechanism, accountant=accountant,
+                                              epsilon=epsilon, delta=delta, snapshot=snapshot, spent_at=_now()))
             return _balance(db, release)
 
     def spends(self, release: str) -> list[dict]:
-        with closing(self._connect()) as db:
-            db.row_factory = sqlite3.Row
-            rows = db.execute("SELECT * FROM spends WHERE release = ? ORDER BY id", (release,)).fetchall()
-        return [dict(row) for row in rows]
+        with self._engine.connect() as db:
+            rows = db.execute(sa.select(spends).where(spends.c.release == release).order_by(spends.c.id))
+            return [dict(row._mapping) for row in rows]
 
 
-def _balance(db: sqlite3.Connection, release: str) -> Balance:
-    total = db.execute("SELECT epsilon, delta FROM releases WHERE name = ?", (release,)).fetchone()
+def _balance(db: sa.Connection, release: str, *, lock: bool = False) -> Balance:
+    query = sa.select(releases.c.epsilon, releases.c.delta).where(releases.c.name == release)
+    total = db.execute(query.with_for_update() if lock else query).first()
     if total is None:
-        raise KeyError(f"no privacy release named {release!r}; open it with a total budget first")
+        raise KeyError(f"no privacy release named {release!r}; the data officer opens it with a total budget "
+                       f"(portrait privacy open {release} --epsilon E --delta D)")
     spent = db.execute(
-        "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM spends WHERE release = ?", (release,)
-    ).fetchone()
-    return Balance(release, total[0], total[1], spent[0], spent[1])
+        sa.select(sa.func.coalesce(sa.func.sum(spends.c.epsilon), 0.0),
+                  sa.func.coalesce(sa.func.sum(spends.c.delta), 0.0))
+        .where(spends.c.release == release)
+    ).one()
+    return Balance(release, float(total.epsilon), float(total.delta), float(spent[0]), float(spent[1]))
+
+
+def _begin_immediate(engine: sa.Engine) -> None:
+    """SQLite: take the write lock when a transaction begins, before it reads the balance.
+
+    pysqlite's own deferred BEGIN would let two spends read the same balance and both commit;
+    the SQLAlchemy documentation's recipe hands transaction control to these events instead.
+    """
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _now() -> str:

@@ -11,15 +11,29 @@ from privacy.ledger import BudgetExceeded, PrivacyLedger
 
 def test_spends_add_up_and_overspending_is_refused_with_what_is_left(tmp_path):
     ledger = PrivacyLedger(tmp_path / "ledger.db")
-    ledger.open_release("2025", epsilon=3.0, delta=1e-5)
-    ledger.spend("2025", what="model a", epsilon=2.0, delta=4e-6, mechanism="DP-SGD", accountant="prv")
+    ledger.open_release("2025", epsilon=3.0, delta=1e-5, snapshot="v-1")
+    ledger.spend("2025", what="model a", epsilon=2.0, delta=4e-6, mechanism="DP-SGD", accountant="prv",
+                 snapshot="v-1")
 
-    with pytest.raises(BudgetExceeded, match=r"left: ε=1, δ=6e-06"):
+    with pytest.raises(BudgetExceeded, match=r"release '2025'.*'model b'.*left: ε=1, δ=6e-06"):
         ledger.spend("2025", what="model b", epsilon=1.5, delta=1e-6, mechanism="DP-SGD", accountant="prv")
 
     balance = ledger.balance("2025")
-    assert balance.epsilon_spent == pytest.approx(2.0)
-    assert [s["what"] for s in ledger.spends("2025")] == ["model a"]  # the refused spend left no trace
+    assert balance.epsilon_spent == pytest.approx(2.0) and balance.epsilon_left == pytest.approx(1.0)
+    [spend] = ledger.spends("2025")  # the refused spend left no trace
+    assert (spend["what"], spend["mechanism"], spend["accountant"], spend["snapshot"]) == (
+        "model a", "DP-SGD", "prv", "v-1")
+    assert spend["spent_at"]
+
+
+def test_spending_exactly_the_rest_is_allowed_and_then_nothing_more(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.db")
+    ledger.open_release("2025", epsilon=1.0, delta=1e-5)
+    for _ in range(10):
+        ledger.spend("2025", what="count", epsilon=0.1, delta=0, mechanism="Laplace", accountant="basic")
+    assert ledger.balance("2025").epsilon_left == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(BudgetExceeded):
+        ledger.spend("2025", what="one more", epsilon=1e-6, delta=0, mechanism="Laplace", accountant="basic")
 
 
 def test_delta_is_budgeted_too(tmp_path):
@@ -29,32 +43,69 @@ def test_delta_is_budgeted_too(tmp_path):
         ledger.spend("2025", what="m", epsilon=0.1, delta=2e-5, mechanism="x", accountant="rdp")
 
 
+def test_bad_budgets_and_spends_are_refused_clearly(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.db")
+    with pytest.raises(ValueError, match="release '2025' needs epsilon > 0"):
+        ledger.open_release("2025", epsilon=0, delta=1e-5)
+    ledger.open_release("2025", epsilon=1.0, delta=1e-5)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        ledger.spend("2025", what="m", epsilon=-1, delta=0, mechanism="x", accountant="x")
+    with pytest.raises(ValueError, match="cannot be negative"):
+        ledger.spend("2025", what="m", epsilon=float("nan"), delta=0, mechanism="x", accountant="x")
+
+
 def test_reopening_a_release_keeps_its_total_and_unknown_release_is_an_error(tmp_path):
     ledger = PrivacyLedger(tmp_path / "ledger.db")
     ledger.open_release("2025", epsilon=1.0, delta=1e-5)
     assert ledger.open_release("2025", epsilon=99.0, delta=1e-5).epsilon_total == 1.0
     with pytest.raises(KeyError, match="no privacy release named '2024'"):
         ledger.spend("2024", what="m", epsilon=0.1, delta=0, mechanism="x", accountant="prv")
+    assert [b.release for b in ledger.releases()] == ["2025"]
 
 
-def _spend_one(path: str, results) -> None:
-    try:
-        PrivacyLedger(path).spend("race", what="job", epsilon=1.0, delta=0.0, mechanism="x", accountant="prv")
-        results.put("ok")
-    except BudgetExceeded:
-        results.put("refused")
+def test_a_sqlalchemy_url_works_like_a_path(tmp_path):
+    ledger = PrivacyLedger(f"sqlite:///{tmp_path / 'sub' / 'ledger.db'}")
+    ledger.open_release("2025", epsilon=1.0, delta=1e-5)
+    assert PrivacyLedger(tmp_path / "sub" / "ledger.db").balance("2025").epsilon_total == 1.0
 
 
-def test_parallel_jobs_racing_for_the_last_of_the_budget_never_overspend(tmp_path):
-    path = str(tmp_path / "ledger.db")
-    PrivacyLedger(path).open_release("race", epsilon=3.0, delta=1e-5)
+def _spend_many(url: str, start, results) -> None:
+    ledger = PrivacyLedger(url)
+    start.wait()  # every process has imported and connected: now they race
+    outcomes = []
+    for _ in range(25):
+        try:
+            ledger.spend("race", what="job", epsilon=0.05, delta=0.0, mechanism="x", accountant="prv")
+            outcomes.append("ok")
+        except BudgetExceeded:
+            outcomes.append("refused")
+    results.put(outcomes)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = request.getfixturevalue("postgres_url")
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).begin() as db:  # a clean ledger for each test
+        db.exec_driver_sql("DROP TABLE IF EXISTS spends, releases")
+    return url
+
+
+def test_parallel_jobs_racing_for_the_last_of_the_budget_never_overspend(ledger_url):
+    url = ledger_url
+    PrivacyLedger(url).open_release("race", epsilon=3.0, delta=1e-5)
     context = mp.get_context("spawn")
-    results = context.Queue()
-    workers = [context.Process(target=_spend_one, args=(path, results)) for _ in range(8)]
+    results, start = context.Queue(), context.Barrier(8)
+    workers = [context.Process(target=_spend_many, args=(url, start, results)) for _ in range(8)]
     for worker in workers:
         worker.start()
+    outcomes = [outcome for _ in workers for outcome in results.get(timeout=120)]
     for worker in workers:
         worker.join(timeout=60)
-    outcomes = sorted(results.get(timeout=5) for _ in workers)
-    assert outcomes.count("ok") == 3 and outcomes.count("refused") == 5
-    assert PrivacyLedger(path).balance("race").epsilon_spent == pytest.approx(3.0)
+    # 200 attempts at ε = 0.05 for a budget of 3: exactly 60 fit, whatever the interleaving.
+    assert outcomes.count("ok") == 60 and outcomes.count("refused") == 140
+    assert PrivacyLedger(url).balance("race").epsilon_spent == pytest.approx(3.0)
+    assert len(PrivacyLedger(url).spends("race")) == 60

@@ -17,7 +17,7 @@ import ray
 
 from core.config import Settings
 from features.feature_repo import FITNESS_RISK_BOUNDS
-from privacy.ledger import PrivacyLedger
+from training.budget import current_budget
 
 MODEL_NAME = "fitness_risk"
 FEATURE_SERVICE = "fitness_risk_v1"
@@ -36,7 +36,6 @@ class FitnessRiskConfig:
     hidden_units: int = 32
     test_share: float = 0.25
     seed: int = 0
-    release: str = "default"
 
     def __post_init__(self):
         if not 0 < self.test_share < 1:
@@ -121,6 +120,7 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     from sklearn.model_selection import train_test_split
 
     config = config or FitnessRiskConfig(epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta)
+    budget = current_budget(settings)
     frame, y = training_examples(store)
     if len(frame) < 50 or y.sum() < 5 or (1 - y).sum() < 5:
         raise ValueError(
@@ -139,10 +139,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
         "hidden_units": config.hidden_units, "random_state": config.seed,
     }
 
-    # Spend the budget before touching the data: refused spends train nothing.
-    ledger = PrivacyLedger(settings.ledger_path)
-    ledger.open_release(config.release, epsilon=settings.release_epsilon_budget, delta=1e-3)
-    ledger.spend(config.release, what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
+    # Spend the budget before the model sees the data: refused spends train nothing.
+    budget.spend(what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
                  mechanism="DP-SGD (Opacus, Poisson sampling)", accountant="prv")
 
     (dp_model, seconds_dp), (twin, seconds_lgbm) = ray.get([
@@ -162,6 +160,7 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
         mlflow.log_params({
             **{f"config.{k}": v for k, v in asdict(config).items()},
             "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES),
+            "data_release": budget.release, "lake_snapshot": budget.snapshot,
             "dp.unit_of_privacy": spent.unit, "dp.accountant": spent.accountant,
             "dp.delta": spent.delta, "dp.noise_multiplier": round(spent.noise_multiplier, 6),
             "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": round(spent.sample_rate, 6),
