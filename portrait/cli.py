@@ -19,8 +19,10 @@ from core.config import get_settings
 app = typer.Typer(help="Privacy-preserving student and teacher digital portraits.", no_args_is_help=True)
 fitness_app = typer.Typer(help="The national student fitness standard (CSPHS 2014).", no_args_is_help=True)
 users_app = typer.Typer(help="Who may sign in to the portrait service.", no_args_is_help=True)
+privacy_app = typer.Typer(help="Privacy budgets (the ledger) and audits of what was released.", no_args_is_help=True)
 app.add_typer(fitness_app, name="fitness")
 app.add_typer(users_app, name="users")
+app.add_typer(privacy_app, name="privacy")
 
 
 def fail(message: str) -> None:
@@ -217,6 +219,58 @@ def users_list():
     for user in UserStore(get_settings().users_path).list():
         state = "disabled" if user.disabled else "active"
         typer.echo(f"{user.username:<16}{user.role.value:<16}{state:<10}{', '.join(user.scope)}")
+
+
+@privacy_app.command("open")
+def privacy_open(
+    release: Annotated[str, typer.Argument(help="The release: a school year, e.g. 2025.")],
+    epsilon: Annotated[float, typer.Option(help="Total ε for everything computed from this release.")],
+    delta: Annotated[float, typer.Option(help="Total δ (well below 1 / number of students).")],
+):
+    """Open a data release with its total (ε, δ) budget (the data officer's decision, made once)."""
+    from privacy.ledger import PrivacyLedger
+
+    settings = get_settings()
+    snapshot = settings.lake_dir.resolve().name if settings.lake_dir.exists() else ""
+    try:
+        balance = PrivacyLedger(settings.ledger_url).open_release(release, epsilon=epsilon, delta=delta,
+                                                                  snapshot=snapshot)
+    except ValueError as error:
+        fail(str(error))
+    if (balance.epsilon_total, balance.delta_total) != (epsilon, delta):
+        fail(f"release {release} is already open with ε={balance.epsilon_total:g}, δ={balance.delta_total:g}; "
+             f"a total is set once")
+    typer.echo(f"release {release} opened: ε={epsilon:g}, δ={delta:g} (lake snapshot {snapshot or 'none yet'})")
+
+
+@privacy_app.command("ledger")
+def privacy_ledger(
+    release: Annotated[str | None, typer.Argument(help="Show one release's spends (default: all releases).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+):
+    """Releases, what each spend bought (ε, δ, mechanism, accountant) and what is left."""
+    from dataclasses import asdict
+
+    from privacy.ledger import PrivacyLedger
+
+    ledger = PrivacyLedger(get_settings().ledger_url)
+    try:
+        balances = [ledger.balance(release)] if release else ledger.releases()
+    except KeyError as error:
+        fail(error.args[0])
+    if json_out:
+        typer.echo(json.dumps([{**asdict(b), "epsilon_left": b.epsilon_left, "delta_left": b.delta_left,
+                                "spends": ledger.spends(b.release)} for b in balances], indent=2, ensure_ascii=False))
+        return
+    if not balances:
+        typer.echo("no release opened yet (portrait privacy open YEAR --epsilon E --delta D)")
+    for b in balances:
+        typer.echo(f"release {b.release}: spent ε={b.epsilon_spent:.4g} of {b.epsilon_total:g}, "
+                   f"δ={b.delta_spent:.3g} of {b.delta_total:g}; left ε={b.epsilon_left:.4g}, δ={b.delta_left:.3g}")
+        typer.echo("  composition: basic (ε's and δ's add up across spends)")
+        for s in ledger.spends(b.release):
+            typer.echo(f"  {s['spent_at']}  ε={s['epsilon']:<8.4g} δ={s['delta']:<9.3g} {s['what']:<36} "
+                       f"{s['mechanism']} / {s['accountant']}  [{s['snapshot'] or '-'}]")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -245,3 +245,34 @@ def test_fitness_score_unreadable_file_exits_non_zero(tmp_path):
     assert not out.exists()
     result = invoke("fitness", "score", tmp_path / "absent.csv", "--out", out)
     assert result.exit_code != 0 and "fitness_tests" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# portrait privacy open / ledger
+# --------------------------------------------------------------------------------------------
+
+
+def test_privacy_ledger_shows_releases_spends_and_what_is_left(home):
+    from privacy.ledger import PrivacyLedger
+
+    assert "no release opened yet" in invoke("privacy", "ledger").output
+    opened = invoke("privacy", "open", "2025", "--epsilon", "4", "--delta", "1e-5")
+    assert opened.exit_code == 0, opened.output
+    PrivacyLedger(get_settings().ledger_url).spend("2025", what="fitness_risk training", epsilon=1.5, delta=1e-6,
+                                                   mechanism="DP-SGD", accountant="prv")
+    shown = invoke("privacy", "ledger")
+    assert shown.exit_code == 0
+    assert "release 2025: spent ε=1.5 of 4" in shown.output and "left ε=2.5" in shown.output
+    assert "fitness_risk training" in shown.output and "DP-SGD / prv" in shown.output
+    [release] = json.loads(invoke("privacy", "ledger", "2025", "--json").output)
+    assert release["epsilon_left"] == pytest.approx(2.5) and len(release["spends"]) == 1
+
+
+def test_privacy_open_sets_a_total_once_and_refuses_bad_budgets(home):
+    assert invoke("privacy", "open", "2025", "--epsilon", "4", "--delta", "1e-5").exit_code == 0
+    again = invoke("privacy", "open", "2025", "--epsilon", "40", "--delta", "1e-5")
+    assert again.exit_code == 1 and "already open with ε=4" in again.output
+    bad = invoke("privacy", "open", "2026", "--epsilon", "0", "--delta", "1e-5")
+    assert bad.exit_code == 1 and "needs epsilon > 0" in bad.output
+    unknown = invoke("privacy", "ledger", "2024")
+    assert unknown.exit_code == 1 and "no privacy release named '2024'" in unknown.output
