@@ -57,7 +57,7 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
             epochs=self.epochs, expected_batch_size=self.batch_size, learning_rate=self.learning_rate,
         )
         features = torch.as_tensor(self._scale(X), dtype=torch.float32)
-        labels = torch.as_tensor(encoded, dtype=torch.float32).unsqueeze(1)
+        labels = torch.as_tensor(encoded, dtype=torch.float32)
         self.module_, self.privacy_ = train_dp_sgd(
             module, features, labels, nn.BCEWithLogitsLoss(), config, seed=self.random_state
         )
@@ -68,7 +68,7 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
         with torch.no_grad():
-            logits = self.module_(torch.as_tensor(self._scale(X), dtype=torch.float32)).squeeze(1)
+            logits = self.module_(torch.as_tensor(self._scale(X), dtype=torch.float32))
         positive = torch.sigmoid(logits).numpy().astype(np.float64)
         return np.column_stack([1 - positive, positive])
 
@@ -77,9 +77,11 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
     def _network(self, n_features: int) -> nn.Module:
+        # One logit per example, shape (batch,): per-example losses must be 1-D for ghost clipping.
         if self.hidden_units == 0:
-            return nn.Sequential(nn.Linear(n_features, 1))
-        return nn.Sequential(nn.Linear(n_features, self.hidden_units), nn.ReLU(), nn.Linear(self.hidden_units, 1))
+            return nn.Sequential(nn.Linear(n_features, 1), nn.Flatten(0))
+        return nn.Sequential(nn.Linear(n_features, self.hidden_units), nn.ReLU(), nn.Linear(self.hidden_units, 1),
+                             nn.Flatten(0))
 
     def _check_bounds(self, n_features: int) -> np.ndarray:
         if self.feature_bounds is None:

@@ -3,6 +3,15 @@
 Poisson sampling, per-example clipping and noise calibrated by Opacus's own accountant registry
 (PRV by default). The unit of privacy is one training example; callers guarantee one example per
 person (the student), so the guarantee is per person.
+
+`train_sgd` is the same loop without privacy (same data order machinery, batch size, epochs and
+optimizer): the twin DP-SGD's cost and utility are measured against.
+
+Speed. Per-example gradients are Opacus's `grad_sample_mode`: "hooks" (module hooks), "functorch"
+(vmap), "ew" (expanded weights) or "ghost" (ghost clipping: per-example gradient *norms* without
+materialising per-example gradients, two backward passes). `bench/privacy.py` measures them against
+`train_sgd`; the default is the fastest measured on these machines. Batches are gathered with one
+tensor index per batch rather than one `__getitem__` per example, for both loops alike.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ class DPSGDConfig:
     expected_batch_size: int = 256
     learning_rate: float = 0.05
     accountant: str = "prv"
+    grad_sample_mode: str = "ghost"
 
     def __post_init__(self):
         if not self.target_epsilon > 0:
@@ -34,6 +44,46 @@ class DPSGDConfig:
             raise ValueError("target_delta must be in (0, 1)")
         if self.max_grad_norm <= 0 or self.epochs < 1 or self.expected_batch_size < 1:
             raise ValueError("max_grad_norm, epochs and expected_batch_size must be positive")
+        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ValueError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}, not {self.grad_sample_mode!r}")
+
+
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+
+
+class _BatchedTensors(TensorDataset):
+    """A TensorDataset the DataLoader can gather a whole batch from with one index."""
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(tensor[index] for tensor in self.tensors)
+
+
+def _stack(batch):
+    return batch  # `__getitems__` already returns stacked tensors
+
+
+def _loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, generator) -> DataLoader:
+    return DataLoader(_BatchedTensors(features, labels), batch_size=batch_size, shuffle=True,
+                      generator=generator, collate_fn=_stack)
+
+
+def train_sgd(module: nn.Module, features: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
+              config: DPSGDConfig, *, seed: int = 0) -> nn.Module:
+    """The non-private twin: the same loop, batch size, epochs and optimizer, without DP."""
+    if len(features) == 0:
+        raise ValueError("cannot train on an empty dataset")
+    torch.manual_seed(seed)
+    loader = _loader(features, labels, min(config.expected_batch_size, len(features)),
+                     torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.SGD(module.parameters(), lr=config.learning_rate, momentum=0.9)
+    module.train()
+    for _ in range(config.epochs):
+        for batch_features, batch_labels in loader:
+            optimizer.zero_grad()
+            loss_fn(module(batch_features), batch_labels).backward()
+            optimizer.step()
+    return module
 
 
 @dataclass(frozen=True)
@@ -61,14 +111,14 @@ def train_dp_sgd(
     n = len(features)
     if n == 0:
         raise ValueError("cannot train on an empty dataset")
+    if config.grad_sample_mode == "ghost" and labels.ndim != 1:
+        # Ghost clipping needs one loss per example, shape (batch,); with (batch, 1) Opacus clips
+        # nothing sensible and the model silently learns nothing.
+        raise ValueError(f"ghost clipping needs 1-D labels and outputs (one per example); labels have shape "
+                         f"{tuple(labels.shape)}")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    loader = DataLoader(
-        TensorDataset(features, labels),
-        batch_size=min(config.expected_batch_size, n),
-        shuffle=True,
-        generator=generator,
-    )
+    loader = _loader(features, labels, min(config.expected_batch_size, n), generator)
     optimizer = torch.optim.SGD(module.parameters(), lr=config.learning_rate, momentum=0.9)
     with warnings.catch_warnings():
         # Opacus warns that secure_mode is off: torchcsprng has no build for torch 2.x (STACK-NOTES),
@@ -85,13 +135,20 @@ def train_dp_sgd(
             target_epsilon=config.target_epsilon * 0.98, target_delta=config.target_delta,
             sample_rate=1 / len(loader), steps=steps, accountant=config.accountant,
         )
-        private_module, private_optimizer, private_loader = engine.make_private(
+        made = engine.make_private(
             module=module,
             optimizer=optimizer,
             data_loader=loader,
+            criterion=loss_fn,
             noise_multiplier=noise_multiplier,
             max_grad_norm=config.max_grad_norm,
+            grad_sample_mode=config.grad_sample_mode,
         )
+    if config.grad_sample_mode == "ghost":
+        # Ghost clipping wraps the loss: its backward runs the two passes that clip per example.
+        private_module, private_optimizer, loss_fn, private_loader = made
+    else:
+        private_module, private_optimizer, private_loader = made
     private_module.train()
     with warnings.catch_warnings():
         # Opacus's per-sample hooks fire on a first layer whose inputs need no gradient; torch warns.

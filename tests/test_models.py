@@ -84,3 +84,36 @@ def test_spend_never_passes_the_target_when_epochs_over_sample_rate_rounds_down(
     spent = model.privacy_
     assert spent.steps == epochs * round(1 / spent.sample_rate)  # every step, empty Poisson batches too
     assert spent.epsilon <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["hooks", "ew", "ghost"])
+def test_every_grad_sample_mode_learns_the_same_problem(mode):
+    """The per-example gradient machinery is a speed choice, never a utility or privacy one."""
+    import torch
+    from torch import nn
+
+    from privacy.dp_sgd import DPSGDConfig, train_dp_sgd
+
+    X, y = _problem()
+    features = torch.as_tensor(X / 100, dtype=torch.float32)
+    labels = torch.as_tensor(y, dtype=torch.float32)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0))
+    config = DPSGDConfig(target_epsilon=4.0, target_delta=1e-5, epochs=8, learning_rate=0.2, grad_sample_mode=mode)
+    trained, spent = train_dp_sgd(module, features[:2000], labels[:2000], nn.BCEWithLogitsLoss(), config)
+    with torch.no_grad():
+        auc = roc_auc_score(y[2000:], trained(features[2000:]).numpy())
+    assert auc > 0.8 and spent.epsilon <= 4.0
+
+
+def test_ghost_clipping_refuses_two_dimensional_labels_instead_of_learning_nothing():
+    import torch
+    from torch import nn
+
+    from privacy.dp_sgd import DPSGDConfig, train_dp_sgd
+
+    config = DPSGDConfig(target_epsilon=1.0, target_delta=1e-5, grad_sample_mode="ghost")
+    with pytest.raises(ValueError, match=r"ghost clipping needs 1-D labels.*\(100, 1\)"):
+        train_dp_sgd(nn.Linear(4, 1), torch.zeros(100, 4), torch.zeros(100, 1), nn.BCEWithLogitsLoss(), config)
+    with pytest.raises(ValueError, match="grad_sample_mode must be one of"):
+        DPSGDConfig(target_epsilon=1.0, target_delta=1e-5, grad_sample_mode="fast")
