@@ -273,5 +273,21 @@ def privacy_ledger(
                        f"{s['mechanism']} / {s['accountant']}  [{s['snapshot'] or '-'}]")
 
 
+@privacy_app.command("audit")
+def privacy_audit(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. fitness_risk.")],
+    alias: Annotated[str, typer.Option(help="Which version: a registry alias.")] = "champion",
+):
+    """Membership-inference audits of a model and its non-private twin, logged to its MLflow run and card."""
+    from portrait.pipeline import run_audit
+
+    try:
+        audits = run_audit(get_settings(), model, alias)
+    except ValueError as error:
+        fail(str(error))
+    for row in audits:
+        typer.echo(f"{row['target']:<11}{row['summary']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

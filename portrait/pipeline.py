@@ -74,6 +74,15 @@ def run_train(settings: Settings, **overrides):
         return train_fitness_risk(feature_store(settings), settings, config)
 
 
+def run_audit(settings: Settings, model: str, alias: str = "champion") -> list[dict]:
+    from features.feature_repo import feature_store
+    from training.fitness_risk import MODEL_NAME, audit_registered
+
+    if model != MODEL_NAME:
+        raise ValueError(f"no audit for model {model!r}; registered models: {MODEL_NAME}")
+    return audit_registered(feature_store(settings), settings, alias)
+
+
 def run_score(settings: Settings) -> int:
     from features.feature_repo import feature_store
     from training.score import score_fitness_risk

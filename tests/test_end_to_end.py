@@ -52,7 +52,8 @@ def city(tmp_path_factory):
     try:
         for _ in range(120):
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                # Ready, not just alive: the first request must not pay for loading Feast.
+                if httpx.get(f"{base}/readyz", timeout=30).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.25)
@@ -80,7 +81,7 @@ def classes(city):
 
 
 def _token(base: str, username="e2e-teacher", password="correct horse battery") -> dict:
-    response = httpx.post(f"{base}/api/v1/token", data={"username": username, "password": password})
+    response = httpx.post(f"{base}/api/v1/token", data={"username": username, "password": password}, timeout=30)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
@@ -94,7 +95,8 @@ def test_demo_runs_every_stage_and_reports_the_models(city):
 
 
 def test_class_teacher_reads_own_student_portrait_with_history_and_risk(city, classes):
-    response = httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait", headers=_token(city["base"]))
+    response = httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait",
+                         headers=_token(city["base"]), timeout=30)
     assert response.status_code == 200, response.text
     portrait = response.json()
     assert portrait["class_id"] == classes["class_id"]
@@ -112,11 +114,11 @@ def test_class_teacher_reads_own_student_portrait_with_history_and_risk(city, cl
 
 def test_class_teacher_cannot_read_another_class_and_unknown_looks_the_same(city, classes):
     headers = _token(city["base"])
-    other = httpx.get(f"{city['base']}/api/v1/students/{classes['other'][0]}/portrait", headers=headers)
-    unknown = httpx.get(f"{city['base']}/api/v1/students/{'0' * 24}/portrait", headers=headers)
+    other = httpx.get(f"{city['base']}/api/v1/students/{classes['other'][0]}/portrait", headers=headers, timeout=30)
+    unknown = httpx.get(f"{city['base']}/api/v1/students/{'0' * 24}/portrait", headers=headers, timeout=30)
     assert other.status_code == unknown.status_code == 403
     assert other.json() == unknown.json()
-    assert httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait").status_code == 401
+    assert httpx.get(f"{city['base']}/api/v1/students/{classes['mine'][0]}/portrait", timeout=30).status_code == 401
 
 
 def test_student_page_draws_the_fitness_history(city, classes):
@@ -141,6 +143,39 @@ def test_model_is_registered_as_champion_with_its_privacy_guarantee(city):
     assert float(run.data.params["dp.delta"]) <= 1 / float(run.data.params["n_train"])
     assert run.data.metrics["dp.epsilon"] <= float(run.data.params["dp.target_epsilon"]) + 1e-6
     assert version.tags["accountant"] == "prv"
+    assert run.data.params["data_release"] == "2025" and run.data.params["lake_snapshot"].startswith("v-")
+
+
+def test_training_spent_its_budget_in_the_ledger_before_registering(city):
+    from privacy.ledger import PrivacyLedger
+
+    ledger = PrivacyLedger(city["settings"].ledger_url)
+    [spend] = ledger.spends("2025")
+    assert spend["what"] == "fitness_risk training" and spend["accountant"] == "prv" and spend["epsilon"] > 0
+    shown = subprocess.run([*PORTRAIT, "privacy", "ledger"], env={**os.environ, "PORTRAIT_HOME": str(city["home"])},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "release 2025: spent ε=" in shown.stdout
+
+
+def test_the_model_card_shows_the_guarantee_and_audits_that_do_not_refute_it(city):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=city["settings"].mlflow_uri, registry_uri=city["settings"].mlflow_uri)
+    version = client.get_model_version_by_alias("fitness_risk", "champion")
+    card = version.description
+    assert "## Privacy guarantee" in card and "one student" in card and "## Membership-inference audits" in card
+    metrics = client.get_run(version.run_id).data.metrics
+    claimed = metrics["dp.epsilon"]
+    for attack in ("loss_threshold", "one_run_canaries"):
+        assert metrics[f"audit.dp.{attack}.epsilon_lower_bound"] <= claimed
+        assert f"audit.nonprivate.{attack}.auc" in metrics
+
+    # `portrait privacy audit` re-runs them on the registered version and logs to the same run.
+    audited = subprocess.run([*PORTRAIT, "privacy", "audit", "fitness_risk"],
+                             env={**os.environ, "PORTRAIT_HOME": str(city["home"]), "RAY_AUTH_MODE": "disabled"},
+                             capture_output=True, text=True, timeout=300)
+    assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
+    assert audited.stdout.count("one_run_canaries") == 2 and "dp " in audited.stdout
 
 
 def test_nothing_under_portrait_home_holds_a_raw_id_name_or_national_id(city):

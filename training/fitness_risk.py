@@ -17,7 +17,9 @@ import ray
 
 from core.config import Settings
 from features.feature_repo import FITNESS_RISK_BOUNDS
+from training.audits import Split, audit_metrics, audit_pair
 from training.budget import current_budget
+from training.model_card import ModelCard
 
 MODEL_NAME = "fitness_risk"
 FEATURE_SERVICE = "fitness_risk_v1"
@@ -104,12 +106,17 @@ def fit_dp_model(X: np.ndarray, y: np.ndarray, params: dict):
 
 @ray.remote(num_cpus=1)
 def fit_lightgbm(X: np.ndarray, y: np.ndarray, seed: int):
+    started = time.perf_counter()
+    model = lightgbm_twin(seed).fit(X, y)
+    return model, time.perf_counter() - started
+
+
+def lightgbm_twin(seed: int):
+    """The non-private reference, unfitted: the same split, no DP, a strong tabular learner."""
     from lightgbm import LGBMClassifier
 
-    started = time.perf_counter()
-    model = LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, n_jobs=1,
-                           random_state=seed, verbose=-1).fit(X, y)
-    return model, time.perf_counter() - started
+    return LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, n_jobs=1, random_state=seed,
+                          verbose=-1)
 
 
 def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | None = None) -> TrainingResult:
@@ -117,7 +124,6 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
 
     config = config or FitnessRiskConfig(epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta)
     budget = current_budget(settings)
@@ -127,10 +133,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
             f"fitness risk needs at least 50 students with two consecutive annual tests and 5 of each outcome; "
             f"found {len(frame)} students, {int(y.sum())} who failed the next test"
         )
-    X = frame[FEATURES].to_numpy(dtype=np.float64)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=config.test_share, random_state=config.seed, stratify=y
-    )
+    split = split_examples(frame, y, config)
+    X_train, X_test, y_train, y_test = split.X_train, split.X_test, split.y_train, split.y_test
     delta = min(config.max_delta, 1.0 / len(X_train))
     params = {
         "feature_bounds": [FITNESS_RISK_BOUNDS[f"student_fitness:{name}"] for name in FEATURES],
@@ -150,6 +154,7 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     auc_dp = float(roc_auc_score(y_test, dp_model.predict_proba(X_test)[:, 1]))
     auc_lgbm = float(roc_auc_score(y_test, twin.predict_proba(X_test)[:, 1]))
     spent = dp_model.privacy_
+    audits = audit_pair(dp_model, twin, split, delta=delta, seed=config.seed)
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
@@ -171,7 +176,9 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
             "dp.epsilon": spent.epsilon, "auc_test": auc_dp, "auc_test_nonprivate_lightgbm": auc_lgbm,
             "auc_gap": auc_lgbm - auc_dp, "positive_rate": float(y.mean()),
             "fit_seconds_dp": seconds_dp, "fit_seconds_lightgbm": seconds_lgbm,
+            **audit_metrics(audits),
         })
+        mlflow.log_dict(audits, "audits.json")
         info = mlflow.sklearn.log_model(
             dp_model, name="model", registered_model_name=MODEL_NAME,
             serialization_format="cloudpickle",
@@ -185,11 +192,90 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
                        "unit_of_privacy": spent.unit, "auc_test": auc_dp, "auc_nonprivate": auc_lgbm}.items():
         client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
     client.set_registered_model_alias(MODEL_NAME, "champion", str(version))
+    card = model_card(version, budget.release, budget.snapshot, spent,
+                      {"test AUC (DP model)": auc_dp, "test AUC (non-private LightGBM)": auc_lgbm,
+                       "AUC gap": auc_lgbm - auc_dp, "positive rate": float(y.mean()),
+                       "training students": len(X_train), "held-out students": len(X_test)}, audits)
+    publish_card(client, run.info.run_id, version, card)
     return TrainingResult(
         run_id=run.info.run_id, model_version=version, n_train=len(X_train), n_test=len(X_test),
         positive_rate=float(y.mean()), auc_dp=auc_dp, auc_lightgbm=auc_lgbm, epsilon=spent.epsilon,
         delta=spent.delta, noise_multiplier=spent.noise_multiplier, seconds_dp=seconds_dp, seconds_lightgbm=seconds_lgbm,
     )
+
+
+def audit_registered(store, settings: Settings, alias: str = "champion") -> list[dict]:
+    """Re-run the audits of `fitness_risk@alias` on its own split; log them to its run and card."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias(MODEL_NAME, alias)
+    run = client.get_run(version.run_id)
+    params = run.data.params
+    defaults = FitnessRiskConfig()
+    config = FitnessRiskConfig(**{name: type(getattr(defaults, name))(params[f"config.{name}"])
+                                  for name in asdict(defaults) if f"config.{name}" in params})
+    frame, y = training_examples(store)
+    split = split_examples(frame, y, config)
+    if len(split.X_train) != int(params["n_train"]):
+        raise ValueError(f"{MODEL_NAME} v{version.version} trained on {params['n_train']} students; the lake now "
+                         f"gives {len(split.X_train)}: audit it on the lake it was trained on "
+                         f"(snapshot {params.get('lake_snapshot', '?')})")
+    dp_model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    twin = lightgbm_twin(config.seed).fit(split.X_train, split.y_train)
+    audits = audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=config.seed)
+    client.log_dict(run.info.run_id, audits, "audits.json")
+    for key, value in audit_metrics(audits).items():
+        client.log_metric(run.info.run_id, key, value)
+    metrics = run.data.metrics
+    card = model_card(int(version.version), params.get("data_release", "?"), params.get("lake_snapshot", ""),
+                      dp_model.privacy_, {"test AUC (DP model)": metrics["auc_test"],
+                                          "test AUC (non-private LightGBM)": metrics["auc_test_nonprivate_lightgbm"],
+                                          "AUC gap": metrics["auc_gap"], "positive rate": metrics["positive_rate"],
+                                          "training students": len(split.X_train),
+                                          "held-out students": len(split.X_test)}, audits)
+    publish_card(client, run.info.run_id, int(version.version), card)
+    return audits
+
+
+def split_examples(frame: pd.DataFrame, y: np.ndarray, config: FitnessRiskConfig) -> Split:
+    """The train / held-out split (stratified, seeded): the same students every time for one lake."""
+    from sklearn.model_selection import train_test_split
+
+    X = frame[FEATURES].to_numpy(dtype=np.float64)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=config.test_share,
+                                                        random_state=config.seed, stratify=y)
+    return Split(X_train, X_test, y_train, y_test)
+
+
+def model_card(version: int, release: str, snapshot: str, spent, metrics: dict, audits: list[dict]) -> ModelCard:
+    return ModelCard(
+        name=MODEL_NAME, version=version,
+        purpose="Flag students likely to fail next year's national fitness test (total below 60), so school "
+                "health staff can act a year early. A warning to look closer, never a grade or a label.",
+        users="School health staff (their schools' students); class teachers see their own students' warnings.",
+        label="Next annual CSPHS 2014 total score < 60 (fail).",
+        features=f"Feast feature service `{FEATURE_SERVICE}`: {', '.join(FEATURES)}; each clipped to a range fixed "
+                 f"in advance by the standard.",
+        data_release=release, lake_snapshot=snapshot, unit_of_privacy="one student (one example per student)",
+        epsilon=spent.epsilon, delta=spent.delta, accountant=f"{spent.accountant.upper()} (Opacus)",
+        mechanism=f"DP-SGD with Poisson sampling (rate {spent.sample_rate:.4f}, {spent.steps} steps), per-example "
+                  f"clipping at {spent.max_grad_norm:g}, Gaussian noise multiplier {spent.noise_multiplier:.3f}",
+        metrics=metrics, audits=audits,
+        limits=["Trained on students with two consecutive annual tests; a first-year student gets no score.",
+                "Probabilities are not yet calibrated; rank by them, do not read them as frequencies.",
+                "Synthetic or real, the data's own biases (which schools test well) pass into the model.",
+                "The privacy guarantee covers the model; the held-out metrics and audits are internal."],
+    )
+
+
+def publish_card(client, run_id: str, version: int, card: ModelCard) -> None:
+    """The card as the run's `model_card.md` and as the registered version's description."""
+    text = card.to_markdown()
+    client.log_text(run_id, text, "model_card.md")
+    client.update_model_version(MODEL_NAME, str(version), description=text)
 
 
 def _requirements() -> list[str]:
