@@ -127,6 +127,20 @@ def train(
 
 
 @app.command()
+def statistics():
+    """Release the five-domain norms and fitness pass rates with DP (OpenDP), paid from the ledger."""
+    from portrait.pipeline import run_statistics
+    from privacy.ledger import BudgetExceeded
+
+    try:
+        paths = run_statistics(get_settings())
+    except (BudgetExceeded, FileNotFoundError) as error:
+        fail(str(error))
+    for name, path in paths.items():
+        typer.echo(f"{name:<20}{path}")
+
+
+@app.command()
 def score():
     """Score every student with the champion model and publish the scores to the online store."""
     from portrait.pipeline import run_score
@@ -156,7 +170,8 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after scoring.")] = False,
 ):
     """Every stage on the embedded default: synth → ingest → features → train → score → serve."""
-    from portrait.pipeline import StageClock, create_demo_logins, run_features, run_ingest, run_score, run_synth, run_train
+    from portrait.pipeline import (StageClock, create_demo_logins, run_features, run_ingest, run_score, run_statistics,
+                                   run_synth, run_train)
 
     settings = get_settings()
     clock = StageClock(echo=typer.echo)
@@ -178,6 +193,8 @@ def demo(
         f"δ={result.delta:.1e}) vs {result.auc_lightgbm:.3f} (non-private LightGBM); "
         f"{result.n_train} train / {result.n_test} test students"
     )
+    with clock.stage("statistics", "DP norms and pass rates (OpenDP), paid from the ledger"):
+        run_statistics(settings)
     with clock.stage("score", "champion model → online store"):
         run_score(settings)
     logins = create_demo_logins(settings)

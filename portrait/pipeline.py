@@ -74,6 +74,14 @@ def run_train(settings: Settings, **overrides):
         return train_fitness_risk(feature_store(settings), settings, config)
 
 
+def run_statistics(settings: Settings) -> dict:
+    """DP norms and rates (OpenDP), paid from the current release's budget."""
+    from training.budget import current_budget
+    from training.statistics import release_statistics
+
+    return release_statistics(settings, current_budget(settings))
+
+
 def run_audit(settings: Settings, model: str, alias: str = "champion") -> list[dict]:
     from features.feature_repo import feature_store
     from training.fitness_risk import MODEL_NAME, audit_registered

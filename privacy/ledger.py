@@ -116,16 +116,30 @@ class PrivacyLedger:
     def spend(self, release: str, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str,
               snapshot: str = "") -> Balance:
         """Record a spend, or raise BudgetExceeded (saying what is left) and record nothing."""
-        if not (epsilon >= 0 and delta >= 0):
-            raise ValueError(f"a spend cannot be negative (got ε={epsilon}, δ={delta} for {what!r})")
+        return self.spend_all(release, [dict(what=what, epsilon=epsilon, delta=delta, mechanism=mechanism,
+                                             accountant=accountant)], snapshot=snapshot)
+
+    def spend_all(self, release: str, items: list[dict], *, snapshot: str = "") -> Balance:
+        """Record several spends (dicts of what, epsilon, delta, mechanism, accountant) all or none.
+
+        A job releasing many statistics pays for all of them in one transaction: it never ends up
+        half paid because a parallel job took the rest of the budget in between.
+        """
+        for item in items:
+            if not (item["epsilon"] >= 0 and item["delta"] >= 0):
+                raise ValueError(f"a spend cannot be negative (got ε={item['epsilon']}, δ={item['delta']} "
+                                 f"for {item['what']!r})")
+        epsilon, delta = sum(i["epsilon"] for i in items), sum(i["delta"] for i in items)
+        what = items[0]["what"] if len(items) == 1 else f"{len(items)} spends ({items[0]['what']}, ...)"
         with self._engine.begin() as db:
             balance = _balance(db, release, lock=True)
             if epsilon > balance.epsilon_left + _EPSILON_SLACK or delta > balance.delta_left + _DELTA_SLACK:
                 raise BudgetExceeded(
                     f"release {release!r}: spending ε={epsilon:g}, δ={delta:g} for {what!r} would pass the "
                     f"budget; left: ε={balance.epsilon_left:g}, δ={balance.delta_left:g}")
-            db.execute(spends.insert().values(release=release, what=what, mechanism=mechanism, accountant=accountant,
-                                              epsilon=epsilon, delta=delta, snapshot=snapshot, spent_at=_now()))
+            now = _now()
+            db.execute(spends.insert(), [{**item, "release": release, "snapshot": snapshot, "spent_at": now}
+                                         for item in items])
             return _balance(db, release)
 
     def spends(self, release: str) -> list[dict]:

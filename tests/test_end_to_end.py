@@ -150,8 +150,13 @@ def test_training_spent_its_budget_in_the_ledger_before_registering(city):
     from privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(city["settings"].ledger_url)
-    [spend] = ledger.spends("2025")
-    assert spend["what"] == "fitness_risk training" and spend["accountant"] == "prv" and spend["epsilon"] > 0
+    spends = ledger.spends("2025")
+    [training] = [s for s in spends if s["what"] == "fitness_risk training"]
+    assert training["accountant"] == "prv" and training["epsilon"] > 0
+    statistics = [s for s in spends if s["what"].startswith("statistics: ")]
+    assert len(statistics) == 8 and all(s["delta"] == 0 for s in statistics)
+    assert ledger.balance("2025").epsilon_spent <= ledger.balance("2025").epsilon_total
+    assert (city["home"] / "statistics" / "five_domain_norms.parquet").exists()
     shown = subprocess.run([*PORTRAIT, "privacy", "ledger"], env={**os.environ, "PORTRAIT_HOME": str(city["home"])},
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "release 2025: spent ε=" in shown.stdout

@@ -109,3 +109,16 @@ def test_parallel_jobs_racing_for_the_last_of_the_budget_never_overspend(ledger_
     assert outcomes.count("ok") == 60 and outcomes.count("refused") == 140
     assert PrivacyLedger(url).balance("race").epsilon_spent == pytest.approx(3.0)
     assert len(PrivacyLedger(url).spends("race")) == 60
+
+
+def test_several_spends_are_paid_all_or_none(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.db")
+    ledger.open_release("2025", epsilon=1.0, delta=1e-5)
+    items = [dict(what=f"count {i}", epsilon=0.3, delta=0.0, mechanism="Laplace", accountant="OpenDP")
+             for i in range(4)]
+    with pytest.raises(BudgetExceeded, match="ε=1.2.*left: ε=1"):
+        ledger.spend_all("2025", items)
+    assert ledger.spends("2025") == []
+    ledger.spend_all("2025", items[:3], snapshot="v-2")
+    assert [s["what"] for s in ledger.spends("2025")] == ["count 0", "count 1", "count 2"]
+    assert ledger.balance("2025").epsilon_left == pytest.approx(0.1)

@@ -27,6 +27,10 @@ class Budget:
         return self.ledger.spend(self.release, what=what, epsilon=epsilon, delta=delta, mechanism=mechanism,
                                  accountant=accountant, snapshot=self.snapshot)
 
+    def spend_all(self, items: list[dict]) -> Balance:
+        """Several spends, all or none (see PrivacyLedger.spend_all)."""
+        return self.ledger.spend_all(self.release, items, snapshot=self.snapshot)
+
 
 def current_budget(settings: Settings) -> Budget:
     snapshot = settings.lake_dir.resolve().name if settings.lake_dir.exists() else ""

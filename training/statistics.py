@@ -20,8 +20,13 @@ defaults spend ε = 0.1 + 5 × 0.5 + 2 × 0.2 = 3.0 of a release's total (10 by 
   norms_count_epsilon    0.1  the norms' cell counts (they decide suppression and tell the reader n)
   norms_domain_epsilon   0.5  per domain, split evenly over its 5 percentiles (0.1 each)
   fitness_count_epsilon  0.2  each of the two fitness counts (tested, passing)
-The job checks the whole ε against the ledger's balance, then records every spend, all BEFORE it
-reads any student data: a job that cannot pay for everything spends nothing and reads nothing.
+The job records every spend in one ledger transaction (all or none), BEFORE it reads any student
+data: a job that cannot pay for everything spends nothing and reads nothing.
+
+Accuracy at the defaults, measured on the synthetic city of 5000 students (about 200 per cell):
+median absolute error of p50 about 1 point of 100, of p25 / p75 2-5, of p10 / p90 5-11 (tails are
+the weak spot of the exponential mechanism in small cells); pass rates within 0.03. With
+norms_domain_epsilon = 1.0, p10 / p90 errors halve. Cells of thousands make the noise negligible.
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ from core.config import Settings
 from features.indicators.five_domain import DOMAINS
 from features.lake import read_lake, write_parquet
 from features.standards.csphs2014 import GRADES, SEXES
-from privacy.ledger import BudgetExceeded, PrivacyLedger
 from privacy.release import (ACCOUNTANT, COLUMNS, COUNT_MECHANISM, QUANTILE_MECHANISM, dp_counts, dp_quantiles,
                              key_grid)
 from training.budget import Budget
@@ -48,8 +52,7 @@ FAIL_LEVEL = "fail"
 SOURCES = ("student_five_domain", "student_enrollment", "student_fitness")  # indicator files read
 
 
-def release_statistics(settings: Settings, *, release: str, ledger: PrivacyLedger,
-                       norms_count_epsilon: float = 0.1, norms_domain_epsilon: float = 0.5,
+def release_statistics(settings: Settings, budget: Budget, *, norms_count_epsilon: float = 0.1, norms_domain_epsilon: float = 0.5,
                        fitness_count_epsilon: float = 0.2) -> dict[str, Path]:
     """Release the five-domain norms and the fitness pass rates; returns {name: Parquet path}."""
     missing = [name for name in SOURCES if not (settings.indicators_dir / f"{name}.parquet").exists()]
@@ -62,8 +65,9 @@ def release_statistics(settings: Settings, *, release: str, ledger: PrivacyLedge
         "fitness pass rates: tested by grade × sex": (fitness_count_epsilon, COUNT_MECHANISM),
         "fitness pass rates: passing by grade × sex": (fitness_count_epsilon, COUNT_MECHANISM),
     }
-    snapshot = settings.lake_dir.resolve().name  # the lake version read, as training.budget names it
-    _spend_all(Budget(ledger=ledger, release=release, snapshot=snapshot), spends)
+    # Paid for all at once, before any student data is read: a job that cannot pay reads nothing.
+    budget.spend_all([dict(what=f"statistics: {what}", epsilon=epsilon, delta=0.0, mechanism=mechanism,
+                           accountant=ACCOUNTANT) for what, (epsilon, mechanism) in spends.items()])
 
     keys = key_grid(grade=GRADES, sex=SEXES)
     tables = {
@@ -131,18 +135,6 @@ def fitness_pass_rates(settings: Settings, *, keys: pd.DataFrame, count_epsilon:
     table = (pd.concat([tested_counts, passing_counts, rate], keys=range(3), names=["order", "cell"])
              .reset_index().sort_values(["cell", "order"]).reset_index(drop=True).assign(school_year=year))
     return table[["school_year", *COHORT, *COLUMNS]]
-
-
-def _spend_all(budget: Budget, spends: dict[str, tuple[float, str]]) -> None:
-    """Record every spend of the job, or none when the release cannot pay for all of them."""
-    total = sum(epsilon for epsilon, _ in spends.values())
-    left = budget.ledger.balance(budget.release).epsilon_left
-    if total > left + 1e-9:
-        raise BudgetExceeded(f"release {budget.release!r}: the statistics job needs ε={total:g}, only ε={left:g} "
-                             f"is left; lower the job's ε parameters or use another release")
-    for what, (epsilon, mechanism) in spends.items():
-        budget.spend(what=f"statistics: {what}", epsilon=epsilon, delta=0.0, mechanism=mechanism,
-                     accountant=ACCOUNTANT)
 
 
 def _grade_at(settings: Settings, when: pd.Timestamp) -> pd.DataFrame:
