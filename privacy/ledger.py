@@ -78,6 +78,14 @@ class Balance:
         return max(self.delta_total - self.delta_spent, 0.0)
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """What a spend recorded: its ledger row(s), and the release's balance right after."""
+
+    ids: tuple[int, ...]
+    balance: Balance
+
+
 class PrivacyLedger:
     """Releases and their spends, in a SQL database given as a SQLAlchemy URL or a SQLite path."""
 
@@ -114,12 +122,12 @@ class PrivacyLedger:
             return _balance(db, release)
 
     def spend(self, release: str, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str,
-              snapshot: str = "") -> Balance:
+              snapshot: str = "") -> Receipt:
         """Record a spend, or raise BudgetExceeded (saying what is left) and record nothing."""
         return self.spend_all(release, [dict(what=what, epsilon=epsilon, delta=delta, mechanism=mechanism,
                                              accountant=accountant)], snapshot=snapshot)
 
-    def spend_all(self, release: str, items: list[dict], *, snapshot: str = "") -> Balance:
+    def spend_all(self, release: str, items: list[dict], *, snapshot: str = "") -> Receipt:
         """Record several spends (dicts of what, epsilon, delta, mechanism, accountant) all or none.
 
         A job releasing many statistics pays for all of them in one transaction: it never ends up
@@ -138,9 +146,27 @@ class PrivacyLedger:
                     f"release {release!r}: spending ε={epsilon:g}, δ={delta:g} for {what!r} would pass the "
                     f"budget; left: ε={balance.epsilon_left:g}, δ={balance.delta_left:g}")
             now = _now()
-            db.execute(spends.insert(), [{**item, "release": release, "snapshot": snapshot, "spent_at": now}
-                                         for item in items])
-            return _balance(db, release)
+            ids = tuple(db.execute(spends.insert().values(**item, release=release, snapshot=snapshot, spent_at=now)
+                                   ).inserted_primary_key[0] for item in items)
+            return Receipt(ids, _balance(db, release))
+
+    def settle(self, spend_id: int, *, epsilon: float, delta: float) -> Balance:
+        """Lower a recorded spend to what the mechanism really used (e.g. the ε its accountant read back).
+
+        Training spends its target before it starts (the reservation), and the accountant reports
+        the exact ε afterwards, a little below. Settling can only lower a spend, never raise it:
+        raising would be spending without the check.
+        """
+        with self._engine.begin() as db:
+            row = db.execute(sa.select(spends.c.release, spends.c.epsilon, spends.c.delta)
+                             .where(spends.c.id == spend_id).with_for_update()).first()
+            if row is None:
+                raise KeyError(f"no spend with id {spend_id}")
+            if epsilon > row.epsilon or delta > row.delta or epsilon < 0 or delta < 0:
+                raise ValueError(f"spend {spend_id} reserved ε={row.epsilon:g}, δ={row.delta:g}; it can only be "
+                                 f"settled lower, not at ε={epsilon:g}, δ={delta:g}")
+            db.execute(spends.update().where(spends.c.id == spend_id).values(epsilon=epsilon, delta=delta))
+            return _balance(db, row.release)
 
     def spends(self, release: str) -> list[dict]:
         with self._engine.connect() as db:

@@ -153,6 +153,13 @@ def test_training_spent_its_budget_in_the_ledger_before_registering(city):
     spends = ledger.spends("2025")
     [training] = [s for s in spends if s["what"] == "fitness_risk training"]
     assert training["accountant"] == "prv" and training["epsilon"] > 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=city["settings"].mlflow_uri)
+    run = client.get_run(client.get_model_version_by_alias("fitness_risk", "champion").run_id)
+    # Reserved at the target before training, settled to the ε the accountant read back.
+    assert training["epsilon"] == pytest.approx(run.data.metrics["dp.epsilon"])
+    assert training["epsilon"] <= float(run.data.params["dp.target_epsilon"])
     statistics = [s for s in spends if s["what"].startswith("statistics: ")]
     assert len(statistics) == 8 and all(s["delta"] == 0 for s in statistics)
     assert ledger.balance("2025").epsilon_spent <= ledger.balance("2025").epsilon_total

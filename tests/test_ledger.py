@@ -122,3 +122,14 @@ def test_several_spends_are_paid_all_or_none(tmp_path):
     ledger.spend_all("2025", items[:3], snapshot="v-2")
     assert [s["what"] for s in ledger.spends("2025")] == ["count 0", "count 1", "count 2"]
     assert ledger.balance("2025").epsilon_left == pytest.approx(0.1)
+
+
+def test_a_spend_settles_to_what_the_accountant_read_back_but_never_higher(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "ledger.db")
+    ledger.open_release("2025", epsilon=3.0, delta=1e-4)
+    receipt = ledger.spend("2025", what="training", epsilon=2.0, delta=1e-5, mechanism="DP-SGD", accountant="prv")
+    assert receipt.balance.epsilon_left == pytest.approx(1.0)
+    assert ledger.settle(receipt.ids[0], epsilon=1.97, delta=1e-5).epsilon_left == pytest.approx(1.03)
+    with pytest.raises(ValueError, match="can only be settled lower"):
+        ledger.settle(receipt.ids[0], epsilon=2.5, delta=1e-5)
+    assert ledger.spends("2025")[0]["epsilon"] == pytest.approx(1.97)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import duckdb
 
 from core.config import Settings
-from privacy.ledger import Balance, PrivacyLedger
+from privacy.ledger import PrivacyLedger, Receipt
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,11 @@ class Budget:
     release: str
     snapshot: str
 
-    def spend(self, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str) -> Balance:
+    def spend(self, *, what: str, epsilon: float, delta: float, mechanism: str, accountant: str) -> Receipt:
         return self.ledger.spend(self.release, what=what, epsilon=epsilon, delta=delta, mechanism=mechanism,
                                  accountant=accountant, snapshot=self.snapshot)
 
-    def spend_all(self, items: list[dict]) -> Balance:
+    def spend_all(self, items: list[dict]) -> Receipt:
         """Several spends, all or none (see PrivacyLedger.spend_all)."""
         return self.ledger.spend_all(self.release, items, snapshot=self.snapshot)
 

@@ -144,8 +144,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     }
 
     # Spend the budget before the model sees the data: refused spends train nothing.
-    budget.spend(what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
-                 mechanism="DP-SGD (Opacus, Poisson sampling)", accountant="prv")
+    receipt = budget.spend(what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
+                           mechanism="DP-SGD (Opacus, Poisson sampling)", accountant="prv")
 
     (dp_model, seconds_dp), (twin, seconds_lgbm) = ray.get([
         fit_dp_model.remote(X_train, y_train, params),
@@ -154,6 +154,7 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     auc_dp = float(roc_auc_score(y_test, dp_model.predict_proba(X_test)[:, 1]))
     auc_lgbm = float(roc_auc_score(y_test, twin.predict_proba(X_test)[:, 1]))
     spent = dp_model.privacy_
+    budget.ledger.settle(receipt.ids[0], epsilon=spent.epsilon, delta=spent.delta)  # what the accountant read back
     audits = audit_pair(dp_model, twin, split, delta=delta, seed=config.seed)
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
