@@ -29,6 +29,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/offline_store.py
 	$(BIN)/python bench/ingest.py --students 100000
+	$(BIN)/python bench/features.py --students 100000
+	$(BIN)/python bench/privacy.py --students 100000
 
 clean:
 	rm -rf .portrait .pytest_cache
