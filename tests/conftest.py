@@ -21,17 +21,19 @@ def _free_port() -> int:
 
 def _debian_package(package: str, program: str) -> str:
     """The path of `program`, installing Debian's `package` on first need (as the deployment would)."""
-    path = shutil.which(program)
-    if path:
-        return path
+    if not shutil.which(program):
+        _apt_install(package)
+    return shutil.which(program)
+
+
+def _apt_install(package: str) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail(f"{program} is missing and cannot be installed here: apt-get install {package}")
+        pytest.fail(f"Debian's {package} is missing and cannot be installed here: apt-get install {package}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
         subprocess.run(install, env=env, capture_output=True, check=True)
-    return shutil.which(program)
 
 
 def _wait_until(ready, server: subprocess.Popen | None, what: str, seconds: float = 30) -> None:
@@ -77,8 +79,8 @@ def postgres_url():
 
     import sqlalchemy as sa
 
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        _debian_package("postgresql", "psql")
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):  # psql alone (the client) is not enough
+        _apt_install("postgresql")
     bin_dir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
     # PostgreSQL refuses to run as root: the cluster belongs to Debian's `postgres` user, in a
     # folder of its own (pytest's temporary folders are private to root).
