@@ -155,3 +155,16 @@ def test_redis_online_store_and_sql_registry_serve_the_same_portrait(city, redis
                                                full_feature_names=True).to_df()
     assert from_redis["student_fitness__total_score"].notna().any()
     pd.testing.assert_frame_equal(from_redis[sorted(from_redis.columns)], from_sqlite[sorted(from_sqlite.columns)])
+
+
+def test_training_past_the_release_budget_is_refused_before_any_model_trains(city, tmp_path):
+    from privacy.ledger import BudgetExceeded, PrivacyLedger
+    from training.fitness_risk import train_fitness_risk
+
+    poor = city.model_copy(update={"privacy_ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}",
+                                   "release_epsilon_budget": 1.0, "fitness_risk_epsilon": 2.0})
+    # No Ray session is running: reaching the training would fail differently.
+    with pytest.raises(BudgetExceeded, match=r"release '2025'.*fitness_risk training.*left: ε=1"):
+        train_fitness_risk(feature_store(city), poor)
+    assert PrivacyLedger(poor.ledger_url).spends("2025") == []
+    assert not (city.home / "mlflow.db").exists()
