@@ -112,6 +112,17 @@ def split(X, y, seed=0):
     return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
 
 
+def bare_classifier(bounds, n_features: int):
+    """DPRiskClassifier's network and its fixed-bounds scaling, to time and train them bare."""
+    import torch
+
+    from models.risk_classifier import DPRiskClassifier
+
+    model = DPRiskClassifier(feature_bounds=bounds)
+    model.bounds_ = model._check_bounds(n_features)
+    return (lambda: model._network(n_features)), (lambda X: torch.as_tensor(model._scale(X), dtype=torch.float32))
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. Overhead
 # ---------------------------------------------------------------------------------------------
@@ -120,19 +131,17 @@ def overhead(X, y, bounds, *, epochs: int, modes, batch_sizes, threads) -> list[
     import torch
     from torch import nn
 
-    from models.risk_classifier import DPRiskClassifier
     from privacy.dp_sgd import DPSGDConfig, train_dp_sgd, train_sgd
 
-    template = DPRiskClassifier(feature_bounds=bounds)
-    template.bounds_ = template._check_bounds(X.shape[1])
-    features = torch.as_tensor(template._scale(X), dtype=torch.float32)
+    network, scale = bare_classifier(bounds, X.shape[1])
+    features = scale(X)
     labels = torch.as_tensor(y, dtype=torch.float32)
     rows = []
     # Warm up torch and Opacus once, so the first timed configuration pays no import or JIT cost.
     warm = DPSGDConfig(target_epsilon=2.0, target_delta=1e-5, epochs=1, expected_batch_size=64)
-    train_sgd(template._network(X.shape[1]), features[:512], labels[:512], nn.BCEWithLogitsLoss(), warm)
+    train_sgd(network(), features[:512], labels[:512], nn.BCEWithLogitsLoss(), warm)
     for mode in modes:
-        train_dp_sgd(template._network(X.shape[1]), features[:512], labels[:512], nn.BCEWithLogitsLoss(),
+        train_dp_sgd(network(), features[:512], labels[:512], nn.BCEWithLogitsLoss(),
                      DPSGDConfig(target_epsilon=2.0, target_delta=1e-5, epochs=1, expected_batch_size=64,
                                  grad_sample_mode=mode))
     for n_threads in threads:
@@ -142,12 +151,12 @@ def overhead(X, y, bounds, *, epochs: int, modes, batch_sizes, threads) -> list[
                         expected_batch_size=batch_size, learning_rate=0.1)
             torch.manual_seed(0)
             started = time.perf_counter()
-            train_sgd(template._network(X.shape[1]), features, labels, nn.BCEWithLogitsLoss(), DPSGDConfig(**base))
+            train_sgd(network(), features, labels, nn.BCEWithLogitsLoss(), DPSGDConfig(**base))
             plain = time.perf_counter() - started
             for mode in modes:
                 torch.manual_seed(0)
                 started = time.perf_counter()
-                train_dp_sgd(template._network(X.shape[1]), features, labels, nn.BCEWithLogitsLoss(),
+                train_dp_sgd(network(), features, labels, nn.BCEWithLogitsLoss(),
                              DPSGDConfig(**base, grad_sample_mode=mode))
                 private = time.perf_counter() - started
                 rows.append(dict(threads=n_threads, batch_size=batch_size, mode=mode, plain_s=plain,
@@ -175,15 +184,14 @@ def utility(name: str, X, y, bounds, *, epochs: int, batch_size: int) -> dict:
     delta = min(1e-5, 1 / len(X_train))
     result = {"name": name, "n_train": len(X_train), "positive_rate": float(y.mean()), "dp": {}}
 
-    template = DPRiskClassifier(feature_bounds=bounds, epochs=epochs, batch_size=batch_size)
-    template.bounds_ = template._check_bounds(X.shape[1])
+    network, scale = bare_classifier(bounds, X.shape[1])
     torch.manual_seed(0)
-    twin = train_sgd(template._network(X.shape[1]), torch.as_tensor(template._scale(X_train), dtype=torch.float32),
+    twin = train_sgd(network(), scale(X_train),
                      torch.as_tensor(y_train, dtype=torch.float32), nn.BCEWithLogitsLoss(),
                      DPSGDConfig(target_epsilon=1, target_delta=delta, epochs=epochs, expected_batch_size=batch_size,
                                  learning_rate=0.1))
     with torch.no_grad():
-        scores = twin.eval()(torch.as_tensor(template._scale(X_test), dtype=torch.float32)).numpy()
+        scores = twin.eval()(scale(X_test)).numpy()
     result["nonprivate_mlp"] = float(roc_auc_score(y_test, scores))
     lgbm = LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, n_jobs=2, verbose=-1, random_state=0)
     result["lightgbm"] = float(roc_auc_score(y_test, lgbm.fit(X_train, y_train).predict_proba(X_test)[:, 1]))

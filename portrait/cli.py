@@ -246,9 +246,10 @@ def privacy_open(
 ):
     """Open a data release with its total (ε, δ) budget (the data officer's decision, made once)."""
     from privacy.ledger import PrivacyLedger
+    from training.budget import lake_snapshot
 
     settings = get_settings()
-    snapshot = settings.lake_dir.resolve().name if settings.lake_dir.exists() else ""
+    snapshot = lake_snapshot(settings)
     try:
         balance = PrivacyLedger(settings.ledger_url).open_release(release, epsilon=epsilon, delta=delta,
                                                                   snapshot=snapshot)

@@ -33,12 +33,17 @@ class Budget:
 
 
 def current_budget(settings: Settings) -> Budget:
-    snapshot = settings.lake_dir.resolve().name if settings.lake_dir.exists() else ""
+    snapshot = lake_snapshot(settings)
     release = settings.release or latest_school_year(settings)
     ledger = PrivacyLedger(settings.ledger_url)
     ledger.open_release(release, epsilon=settings.release_epsilon_budget, delta=settings.release_delta_budget,
                         snapshot=snapshot)
     return Budget(ledger, release, snapshot)
+
+
+def lake_snapshot(settings: Settings) -> str:
+    """The lake version a job reads now (the folder `lake` links to); empty before any ingest."""
+    return settings.lake_dir.resolve().name if settings.lake_dir.exists() else ""
 
 
 def latest_school_year(settings: Settings) -> str:

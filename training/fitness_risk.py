@@ -193,10 +193,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
                        "unit_of_privacy": spent.unit, "auc_test": auc_dp, "auc_nonprivate": auc_lgbm}.items():
         client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
     client.set_registered_model_alias(MODEL_NAME, "champion", str(version))
-    card = model_card(version, budget.release, budget.snapshot, spent,
-                      {"test AUC (DP model)": auc_dp, "test AUC (non-private LightGBM)": auc_lgbm,
-                       "AUC gap": auc_lgbm - auc_dp, "positive rate": float(y.mean()),
-                       "training students": len(X_train), "held-out students": len(X_test)}, audits)
+    card = model_card(version, budget.release, budget.snapshot, spent, split, auc_dp=auc_dp, auc_lightgbm=auc_lgbm,
+                      positive_rate=float(y.mean()), audits=audits)
     publish_card(client, run.info.run_id, version, card)
     return TrainingResult(
         run_id=run.info.run_id, model_version=version, n_train=len(X_train), n_test=len(X_test),
@@ -232,11 +230,9 @@ def audit_registered(store, settings: Settings, alias: str = "champion") -> list
         client.log_metric(run.info.run_id, key, value)
     metrics = run.data.metrics
     card = model_card(int(version.version), params.get("data_release", "?"), params.get("lake_snapshot", ""),
-                      dp_model.privacy_, {"test AUC (DP model)": metrics["auc_test"],
-                                          "test AUC (non-private LightGBM)": metrics["auc_test_nonprivate_lightgbm"],
-                                          "AUC gap": metrics["auc_gap"], "positive rate": metrics["positive_rate"],
-                                          "training students": len(split.X_train),
-                                          "held-out students": len(split.X_test)}, audits)
+                      dp_model.privacy_, split, auc_dp=metrics["auc_test"],
+                      auc_lightgbm=metrics["auc_test_nonprivate_lightgbm"], positive_rate=metrics["positive_rate"],
+                      audits=audits)
     publish_card(client, run.info.run_id, int(version.version), card)
     return audits
 
@@ -251,7 +247,11 @@ def split_examples(frame: pd.DataFrame, y: np.ndarray, config: FitnessRiskConfig
     return Split(X_train, X_test, y_train, y_test)
 
 
-def model_card(version: int, release: str, snapshot: str, spent, metrics: dict, audits: list[dict]) -> ModelCard:
+def model_card(version: int, release: str, snapshot: str, spent, split: Split, *, auc_dp: float,
+               auc_lightgbm: float, positive_rate: float, audits: list[dict]) -> ModelCard:
+    metrics = {"test AUC (DP model)": auc_dp, "test AUC (non-private LightGBM)": auc_lightgbm,
+               "AUC gap": auc_lightgbm - auc_dp, "positive rate": positive_rate,
+               "training students": len(split.X_train), "held-out students": len(split.X_test)}
     return ModelCard(
         name=MODEL_NAME, version=version,
         purpose="Flag students likely to fail next year's national fitness test (total below 60), so school "
