@@ -26,13 +26,15 @@ class DPRiskClassifier(ClassifierMixin, BaseEstimator):
     feature_bounds : sequence of (low, high) per feature, or None for "already in [0, 1]".
     epsilon, delta : the privacy target of one `fit`.
     max_grad_norm : per-example clipping norm.
-    epochs, batch_size, learning_rate : DP-SGD schedule (batch_size is the expected Poisson batch).
+    epochs, batch_size, learning_rate : DP-SGD schedule (batch_size is the expected Poisson batch;
+        None scales it with the data, `privacy.dp_sgd.default_batch_size`).
     hidden_units : width of the one hidden layer (0 for a logistic regression).
-    random_state : seed for initialisation, sampling and noise.
+    random_state : seed for the initialisation. DP sampling and noise never come from it (whoever
+        knows the seed could replay them), so two fits differ.
     """
 
     def __init__(self, feature_bounds=None, epsilon=2.0, delta=1e-5, max_grad_norm=1.0, epochs=20,
-                 batch_size=256, learning_rate=0.1, hidden_units=32, random_state=0):
+                 batch_size=None, learning_rate=0.1, hidden_units=32, random_state=0):
         self.feature_bounds = feature_bounds
         self.epsilon = epsilon
         self.delta = delta

@@ -33,7 +33,7 @@ class FitnessRiskConfig:
     max_delta: float = 1e-5  # δ = min(max_delta, 1/n): never more than one in n
     max_grad_norm: float = 1.0
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int | None = None  # scales with the data: privacy.dp_sgd.default_batch_size
     learning_rate: float = 0.1
     hidden_units: int = 32
     test_share: float = 0.25
