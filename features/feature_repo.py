@@ -74,22 +74,34 @@ def _source(path: Path, name: str) -> FileSource:
     return FileSource(name=name, path=str(path.resolve()), timestamp_field="event_timestamp")
 
 
-def family_view(family: IndicatorFamily, indicators_dir: Path) -> FeatureView:
-    """A family's feature view: its entities, its fields, its file, its TTL; nothing restated."""
-    return FeatureView(
-        name=family.name,
-        entities=[ENTITIES[name] for name in family.entities],
-        ttl=family.ttl,
-        schema=[Field(name=name, dtype=FEAST_TYPES[kind]) for name, kind in family.fields.items()],
-        source=_source(indicators_dir / f"{family.name}.parquet", f"{family.name}_source"),
-        description=family.description,
-        online=family.online,
-    )
+def family_views(family: IndicatorFamily, indicators_dir: Path) -> list[FeatureView]:
+    """A family's feature view (its entities, fields, file and TTL; nothing restated), and for a
+    family with `offline_fields` a second, offline-only view `<name>_offline` of those fields over
+    the same file, so they never cost a write to the online store."""
+    source = _source(indicators_dir / f"{family.name}.parquet", f"{family.name}_source")
+
+    def view(name: str, fields: list[str], online: bool, description: str) -> FeatureView:
+        return FeatureView(
+            name=name,
+            entities=[ENTITIES[entity] for entity in family.entities],
+            ttl=family.ttl,
+            schema=[Field(name=field, dtype=FEAST_TYPES[family.fields[field]]) for field in fields],
+            source=source,
+            description=description,
+            online=online,
+        )
+
+    served = [name for name in family.fields if name not in family.offline_fields]
+    views = [view(family.name, served, family.online, family.description)]
+    if family.offline_fields:
+        views.append(view(f"{family.name}_offline", list(family.offline_fields), False,
+                          f"{family.description} Fields only models read (offline store only)."))
+    return views
 
 
 def indicator_views(indicators_dir: Path, families: tuple[IndicatorFamily, ...] = FAMILIES) -> list:
-    """Entities, one feature view per indicator family, and the versioned feature services."""
-    views = {family.name: family_view(family, indicators_dir) for family in families}
+    """Entities, the feature views of every indicator family, and the versioned feature services."""
+    views = {view.name: view for family in families for view in family_views(family, indicators_dir)}
     fitness_risk_v1 = FeatureService(
         name="fitness_risk_v1",
         features=[views["student_fitness"][[name.split(":")[1] for name in FITNESS_RISK_BOUNDS]]],

@@ -168,3 +168,24 @@ def test_training_past_the_release_budget_is_refused_before_any_model_trains(cit
         train_fitness_risk(feature_store(city), poor)
     assert PrivacyLedger(poor.ledger_url).spends("2025") == []
     assert not (city.home / "mlflow.db").exists()
+
+
+def test_fields_only_models_read_stay_offline_but_train(city):
+    """student_fitness's change and stage fields cost no online write, yet a training set reads them."""
+    store = feature_store(city)
+    online_names = {f.name for f in store.get_feature_view("student_fitness").features}
+    offline = store.get_feature_view("student_fitness_offline")
+    assert not offline.online
+    assert {"change_run_50m", "stage", "height_cm"} <= {f.name for f in offline.features}
+    assert not online_names & {f.name for f in offline.features}
+    assert {"total_score", "total_change", "years_failed_in_row", "graduation_score"} <= online_names
+
+    fitness = pd.read_parquet(city.indicators_dir / "student_fitness.parquet")
+    latest = fitness.sort_values("event_timestamp").groupby("student_key").tail(1)
+    row = latest[latest["change_run_50m"].notna()].iloc[-1]
+    entity = pd.DataFrame({"student_key": [row["student_key"]], "event_timestamp": [row["event_timestamp"]]})
+    history = store.get_historical_features(
+        entity_df=entity, features=["student_fitness_offline:change_run_50m", "student_fitness_offline:stage"],
+    ).to_df()
+    assert history["change_run_50m"].tolist() == [pytest.approx(row["change_run_50m"])]
+    assert history["stage"].tolist() == [row["stage"]]

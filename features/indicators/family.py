@@ -44,6 +44,8 @@ class IndicatorFamily:
            test date) and every field, and nothing computed from anything later than that time.
     online: whether the latest values are materialized to the online store. Families only models
            train on stay offline: every online value costs a write per entity at materialization.
+    offline_fields: fields of an online family that only models train on and no page reads; they
+           get their own offline view (`<name>_offline`, same file) and stay out of the online store.
     """
 
     name: str
@@ -53,6 +55,7 @@ class IndicatorFamily:
     description: str
     build: Callable[[Path, Path], int]
     online: bool = True
+    offline_fields: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [e for e in self.entities if e not in ENTITY_KEYS]
@@ -61,6 +64,9 @@ class IndicatorFamily:
         bad = {name: kind for name, kind in self.fields.items() if kind not in KINDS}
         if bad:
             raise ValueError(f"{self.name}: unknown field kinds {bad}")
+        strays = [name for name in self.offline_fields if name not in self.fields]
+        if strays:
+            raise ValueError(f"{self.name}: offline_fields {strays} are not fields of the family")
 
     @property
     def keys(self) -> list[str]:

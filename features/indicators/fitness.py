@@ -429,6 +429,10 @@ STUDENT_FITNESS = IndicatorFamily(
     description="Annual fitness test scored under CSPHS 2014, with career indicators "
                 "(changes, failed streak, graduation score so far).",
     build=build_student_fitness,
+    # Year-on-year changes and stage bookkeeping feed models, not pages (the portrait's year-by-year
+    # chart reads the history family): 19 of 42 fields, about a fifth of all online values.
+    offline_fields=("height_cm", "weight_kg", "change_bmi", *(f"change_{name}" for name in ITEM_NAMES),
+                    "change_bmi_value", "years_since_previous_test", "stage", "stage_tests", "is_stage_final_year"),
 )
 STUDENT_FITNESS_HISTORY = IndicatorFamily(
     name="student_fitness_history",
