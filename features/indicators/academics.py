@@ -9,7 +9,7 @@ memory bounded by a term or a bucket of students, never by the city:
    terms t-3..t (RANGE frame on the term index), so a value dated term t reads terms <= t only
    and a point-in-time join never sees the future.
 `event_timestamp` is the term's `end_date` at 00:00 UTC: a term's results are known when it ends.
-The output is written term by term (row groups clustered by term).
+The output is written term by term (row groups in term order).
 
 Family `student_subject_term` (entities student, subject; one row per student, subject, term):
     grade          int    the student's grade (1-12) in the term's school year (class_memberships
@@ -125,7 +125,7 @@ def build_subject_terms(lake_dir: Path, out_path: Path) -> int:
             """, extra=("term_idx",))
             target = sql_str(str(scratch / "parts" / f"b{bucket}"))
             con.execute(f"COPY ({careers}) TO {target} (FORMAT parquet, PARTITION_BY (term_idx))")
-        # Written term by term, so a reader filtering on one term skips the other row groups.
+        # Written term by term, so a reader filtering on one term skips all but a group or two.
         parts = sorted((scratch / "parts").glob("b*/term_idx=*/*.parquet"),
                        key=lambda p: (int(p.parent.name.split("=")[1]), int(p.parent.parent.name[1:]), p.name))
         return write_family(family, parts, out_path)

@@ -292,21 +292,36 @@ def term_exams(exams: dict[str, Path], term: Term) -> str:
 
 
 def write_family(family: IndicatorFamily, parts: list[Path], out_path: Path) -> int:
-    """Concatenate part files into `out_path` with exactly `family.arrow_schema()`; rows written.
+    """Concatenate part files, in order, into `out_path` with exactly `family.arrow_schema()`; rows written.
 
-    Streams batch by batch (bounded memory), writes beside the target and renames, so a reader
-    sees the old file or the new one. No parts: an empty file with the schema.
+    DuckDB reads and writes in parallel (in the parts' order) and casts every column to its
+    declared kind; the file is written beside the target and renamed, so a reader sees the old file
+    or the new one. No parts: an empty file with the schema.
     """
     schema = family.arrow_schema()
     out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 20, columns=schema.names):
-                table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
-                writer.write_table(table)
-                rows += table.num_rows
+    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if not parts:
+        pq.write_table(schema.empty_table(), tmp, compression="zstd")
+        os.replace(tmp, out_path)
+        return 0
+    columns = [f"CAST({key} AS VARCHAR) AS {key}" for key in family.keys]
+    columns.append("CAST(event_timestamp AS TIMESTAMPTZ) AS event_timestamp")
+    columns += [f"CAST({name} AS {_KIND_SQL[kind]}) AS {name}" for name, kind in family.fields.items()]
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": THREADS,
+                                 "preserve_insertion_order": True})  # parts in the order given
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"COPY (SELECT {', '.join(columns)} FROM read_parquet({files_sql(parts)})) "
+                    f"TO {sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+    finally:
+        con.close()
+    written = pq.ParquetFile(tmp)
+    if not written.schema_arrow.equals(schema, check_metadata=False):
+        tmp.unlink()
+        raise RuntimeError(f"{family.name}: DuckDB wrote {written.schema_arrow}, not the declared {schema}")
+    rows = written.metadata.num_rows
     os.replace(tmp, out_path)
     return rows
 
