@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["fused", "ew", "ghost", "hooks", "functorch"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 1024, 4096])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--parts", nargs="+", choices=["overhead", "utility"], default=["overhead", "utility"])
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
 
@@ -268,6 +269,13 @@ def main() -> None:
         print(f"OULAD not found at {OULAD}: its rows are skipped")
 
     overhead_epochs = args.overhead_epochs or args.epochs
+    if "overhead" in args.parts:
+        overhead_table(city, args, overhead_epochs)
+    if "utility" in args.parts:
+        utility_table(city, oulad, args)
+
+
+def overhead_table(city, args, overhead_epochs: int) -> None:
     print(f"\n1. DP-SGD against its non-private twin ({overhead_epochs} epochs, "
           f"{len(city[0]):,} examples of the synthetic city)")
     rows = overhead(*city, epochs=overhead_epochs, modes=args.modes, batch_sizes=args.batch_sizes,
@@ -277,6 +285,8 @@ def main() -> None:
         print(f"  batch {batch_size:>5}: fastest {best['mode']}, {best['threads']} thread(s): "
               f"{best['ratio']:.2f}x the non-private time (target ≤ 2x)")
 
+
+def utility_table(city, oulad, args) -> None:
     print(f"\n2. Utility against ε ({args.epochs} epochs)")
     results = [utility(f"synthetic city {args.students // 1000}k", *city, epochs=args.epochs)]
     if oulad is not None:

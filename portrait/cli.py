@@ -114,16 +114,19 @@ def features():
 
 @app.command()
 def train(
-    epsilon: Annotated[float | None, typer.Option(help="Privacy target ε (default: settings).")] = None,
+    models: Annotated[list[str] | None, typer.Argument(help="Models to train (default: all).",
+                                                        show_default=False)] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Privacy target ε per person (default: settings).")] = None,
 ):
-    """Train the DP fitness-risk model on Ray, log it to MLflow and register it as champion."""
+    """Train DP models on Ray beside their non-private references; log and register them in MLflow."""
     from portrait.pipeline import run_train
+    from privacy.ledger import BudgetExceeded
 
-    settings = get_settings()
-    if epsilon is not None:
-        settings = settings.model_copy(update={"fitness_risk_epsilon": epsilon})
-    result = run_train(settings)
-    typer.echo(json.dumps(result.__dict__, indent=2))
+    try:
+        results = run_train(get_settings(), models or (), epsilon=epsilon)
+    except (ValueError, BudgetExceeded) as error:
+        fail(str(error))
+    typer.echo(json.dumps({name: result.__dict__ for name, result in results.items()}, indent=2))
 
 
 @app.command()
@@ -187,7 +190,7 @@ def demo(
     with clock.stage("features", "indicators, Feast apply + materialize"):
         run_features(settings)
     with clock.stage("train", "DP-SGD model and LightGBM twin on Ray; MLflow registry"):
-        result = run_train(settings)
+        result = run_train(settings, ["fitness_risk"])["fitness_risk"]
     typer.echo(
         f"    fitness_risk v{result.model_version}: AUC {result.auc_dp:.3f} (DP, ε={result.epsilon:.2f}, "
         f"δ={result.delta:.1e}) vs {result.auc_lightgbm:.3f} (non-private LightGBM); "

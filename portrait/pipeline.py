@@ -62,16 +62,11 @@ def run_features(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def run_train(settings: Settings, **overrides):
-    from features.feature_repo import feature_store
-    from training.fitness_risk import FitnessRiskConfig, train_fitness_risk
-    from training.ray_runtime import ray_session
+def run_train(settings: Settings, models=(), *, epsilon: float | None = None) -> dict:
+    """Train the named models (all by default) on Ray; {model: result}."""
+    from training.jobs import train_models
 
-    config = FitnessRiskConfig(
-        epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta, **overrides
-    )
-    with ray_session(settings):
-        return train_fitness_risk(feature_store(settings), settings, config)
+    return train_models(settings, models, epsilon=epsilon)
 
 
 def run_statistics(settings: Settings) -> dict:

@@ -1,7 +1,8 @@
 """Per-example gradient clipping fused into one backward pass, for networks of `nn.Linear` layers.
 
 The tabular networks here (the risk classifiers, the growth quantile network) hold every parameter
-in `nn.Linear` layers fed one row per example. For such a layer the gradient of example i's loss
+in `nn.Linear` layers fed one row per example (or several rows per example, one person's subjects
+or courses, as a (examples, rows, features) input: see `_squared_norms`). For such a layer the gradient of example i's loss
 is an outer product, ∂L_i/∂W = b_i a_iᵀ (a_i the layer's input, b_i the gradient at its output),
 so its norm needs no per-example gradient at all: ‖∂L_i/∂W‖² = ‖b_i‖² ‖a_i‖², and the bias adds
 ‖b_i‖². With every example's total norm, the clipped sum Σ_i c_i b_i a_iᵀ is one matrix product
@@ -10,7 +11,7 @@ al., 2023): the ghost-norm trick Opacus's `ghost` mode uses, without its second 
 without Opacus's per-parameter bookkeeping each step, which on these small networks cost more than
 the network itself (bench/privacy.py).
 
-Anything else (embeddings, convolutions, sequence inputs) is refused here; `train_dp_sgd` then uses
+Anything else (embeddings, convolutions, deeper inputs) is refused here; `train_dp_sgd` then uses
 one of Opacus's grad-sample modes. tests/test_fused_clipping.py checks the clipped sums against
 Opacus's own per-sample gradients.
 """
@@ -50,9 +51,10 @@ class FusedLinearClipping:
         if not torch.is_grad_enabled():
             return
         activation = inputs[0]
-        if activation.ndim != 2:
-            raise ValueError(f"fused clipping needs one row per example into every nn.Linear; got an input of "
-                             f"shape {tuple(activation.shape)}: use an Opacus grad_sample_mode")
+        if activation.ndim not in (2, 3):
+            raise ValueError(f"fused clipping needs (examples, features) or (examples, rows, features) into every "
+                             f"nn.Linear; got an input of shape {tuple(activation.shape)}: use an Opacus "
+                             f"grad_sample_mode")
         if layer in self._inputs:
             raise ValueError("fused clipping needs each nn.Linear used once per forward pass; this network "
                              "reuses one: use an Opacus grad_sample_mode")
@@ -75,21 +77,37 @@ class FusedLinearClipping:
         grads = self._output_grads  # each is ∂L_i/∂out / batch_size: the scale is folded in below
         squared_norms = 0
         for layer in self.layers:
-            output_sq = grads[layer].square().sum(dim=1)
-            input_sq = self._inputs[layer].square().sum(dim=1)
-            squared_norms = squared_norms + output_sq * (input_sq + (1.0 if layer.bias is not None else 0.0))
+            squared_norms = squared_norms + self._squared_norms(layer, grads[layer], self._inputs[layer])
         # Opacus's flat clipping factor, epsilon and all, so both paths clip identically.
         factors = (self.max_grad_norm / (squared_norms.sqrt() * batch_size + 1e-6)).clamp(max=1.0) * batch_size
         summed = {}
         for layer in self.layers:
-            scaled = grads[layer] * factors[:, None]
+            grad, activation = grads[layer], self._inputs[layer]
+            if grad.ndim == 2:
+                scaled = grad * factors[:, None]
+                weight, bias = scaled.T @ activation, scaled.sum(dim=0)
+            else:  # an example's rows share one clip: Σ_i c_i Σ_k b_ik a_ikᵀ
+                scaled = grad * factors[:, None, None]
+                weight, bias = torch.einsum("ikp,ikq->pq", scaled, activation), scaled.sum(dim=(0, 1))
             if layer.weight.requires_grad:
-                summed[layer.weight] = scaled.T @ self._inputs[layer]
+                summed[layer.weight] = weight
             if layer.bias is not None and layer.bias.requires_grad:
-                summed[layer.bias] = scaled.sum(dim=0)
+                summed[layer.bias] = bias
         self._inputs.clear()
         self._output_grads.clear()
         return summed
+
+    @staticmethod
+    def _squared_norms(layer: nn.Linear, grad: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        """Each example's squared gradient norm for one layer, up to the batch-size scale."""
+        bias = 1.0 if layer.bias is not None else 0.0
+        if grad.ndim == 2:  # ‖b aᵀ‖² = ‖b‖²‖a‖², and the bias adds ‖b‖²
+            return grad.square().sum(dim=1) * (activation.square().sum(dim=1) + bias)
+        # Several rows per example (a student's subjects, a teacher's courses): the weight gradient is
+        # Σ_k b_k a_kᵀ, whose squared norm is Σ_kl (b_k·b_l)(a_k·a_l), the ghost norm of two Gram
+        # matrices; the bias gradient is Σ_k b_k. Padding rows have b = 0 and add nothing.
+        weight = (grad @ grad.transpose(1, 2) * (activation @ activation.transpose(1, 2))).sum(dim=(1, 2))
+        return weight + bias * grad.sum(dim=1).square().sum(dim=1)
 
     def remove(self) -> None:
         for handle in self._handles:

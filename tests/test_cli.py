@@ -276,3 +276,12 @@ def test_privacy_open_sets_a_total_once_and_refuses_bad_budgets(home):
     assert bad.exit_code == 1 and "needs epsilon > 0" in bad.output
     unknown = invoke("privacy", "ledger", "2024")
     assert unknown.exit_code == 1 and "no privacy release named '2024'" in unknown.output
+
+
+def test_train_refuses_an_unknown_model_or_epsilon_before_touching_anything(home):
+    result = runner.invoke(app, ["train", "fitness_risk", "weather"])
+    assert result.exit_code == 1
+    assert "unknown model(s) weather; known: fitness_risk" in result.output
+    result = runner.invoke(app, ["train", "--epsilon", "-1"])
+    assert result.exit_code == 1 and "epsilon must be > 0" in result.output
+    assert not (home / "mlflow").exists()

@@ -144,6 +144,10 @@ def test_model_is_registered_as_champion_with_its_privacy_guarantee(city):
     assert run.data.metrics["dp.epsilon"] <= float(run.data.params["dp.target_epsilon"]) + 1e-6
     assert version.tags["accountant"] == "prv"
     assert run.data.params["data_release"] == "2025" and run.data.params["lake_snapshot"].startswith("v-")
+    assert set(version.aliases) == {"champion", "challenger"}  # the first version is both
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert {"model_card.md", "audits.json", "utility_vs_epsilon.png", "utility_vs_epsilon.json"} <= artifacts
+    assert {f"sweep.auc_at_eps_{e}" for e in ("0.5", "1", "2", "4", "8")} <= set(run.data.metrics)
 
 
 def test_training_spent_its_budget_in_the_ledger_before_registering(city):

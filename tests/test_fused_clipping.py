@@ -45,6 +45,36 @@ def test_fused_clipped_sum_equals_opacus_per_sample_clipping(max_grad_norm, outp
         torch.testing.assert_close(got[param], expected[ref_param], rtol=1e-4, atol=1e-6)
 
 
+class _MaskedMSE(nn.Module):
+    """Mean over examples of each example's summed squared error over its real (unmasked) rows."""
+
+    reduction = "mean"
+
+    def forward(self, output, target):
+        values, mask = target[..., 0], target[..., 1]
+        return ((output.squeeze(-1) - values).square() * mask).sum(dim=1).mean()
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.05, 1.0, 100.0])
+def test_several_rows_per_example_are_clipped_as_one_example(max_grad_norm):
+    """A student's subjects (or a teacher's courses) as (examples, rows, features): one clip per person."""
+    torch.manual_seed(2)
+    features = torch.randn(32, 6, 5)
+    mask = (torch.rand(32, 6) < 0.7).float()  # padding rows carry mask 0
+    labels = torch.stack([torch.randn(32, 6), mask], dim=-1)
+    layers = [nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)]
+    reference = nn.Sequential(*layers)
+    fused_net = nn.Sequential(*[_copy(layer) for layer in layers])
+
+    expected = _opacus_clipped_sum(reference, features, labels, _MaskedMSE(), max_grad_norm)
+    clipper = FusedLinearClipping(fused_net, max_grad_norm)
+    _MaskedMSE()(fused_net(features), labels).backward()
+    got = clipper.clipped_sum(len(features))
+    clipper.remove()
+    for ref_param, param in zip(reference.parameters(), fused_net.parameters()):
+        torch.testing.assert_close(got[param], expected[ref_param], rtol=1e-4, atol=1e-6)
+
+
 def _copy(layer: nn.Module) -> nn.Module:
     import copy
 
@@ -70,7 +100,7 @@ def test_networks_it_cannot_clip_are_refused_with_the_layer_named():
         nn.Sequential(shared, shared)(torch.randn(2, 4))
     clipper.remove()
     clipper = FusedLinearClipping(nn.Linear(4, 1), 1.0)
-    with pytest.raises(ValueError, match=r"one row per example.*\(2, 3, 4\)"):
-        clipper.layers[0](torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match=r"\(examples, rows, features\).*\(2, 3, 4, 4\)"):
+        clipper.layers[0](torch.randn(2, 3, 4, 4))
     with pytest.raises(RuntimeError, match="backward"):
         FusedLinearClipping(nn.Linear(4, 1), 1.0).clipped_sum(2)

@@ -8,8 +8,10 @@ the privacy guarantee and both AUCs, and registers the DP model with the alias `
 
 from __future__ import annotations
 
+import ast
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from features.feature_repo import FITNESS_RISK_BOUNDS
 from training.audits import Split, audit_metrics, audit_pair
 from training.budget import current_budget
 from training.model_card import ModelCard
+from training.registry import Candidate, mlflow_client, publish_card, register
+from training.utility_curve import utility_figure, utility_sweep
 
 MODEL_NAME = "fitness_risk"
 FEATURE_SERVICE = "fitness_risk_v1"
@@ -121,8 +125,6 @@ def lightgbm_twin(seed: int):
 
 def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | None = None) -> TrainingResult:
     """Train, evaluate, log and register the fitness-risk model. Needs a running Ray session."""
-    import mlflow
-    from mlflow.models import infer_signature
     from sklearn.metrics import roc_auc_score
 
     config = config or FitnessRiskConfig(epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta)
@@ -157,65 +159,71 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     budget.ledger.settle(receipt.ids[0], epsilon=spent.epsilon, delta=spent.delta)  # what the accountant read back
     audits = audit_pair(dp_model, twin, split, delta=delta, seed=config.seed)
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    experiment = mlflow.get_experiment_by_name(MODEL_NAME) or mlflow.get_experiment(
-        mlflow.create_experiment(MODEL_NAME, artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri())
-    )
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"{MODEL_NAME}-eps{config.epsilon:g}") as run:
-        mlflow.log_params({
+    curve = utility_sweep(partial(_held_out_auc, data=ray.put((X_train, y_train, X_test, y_test)), params=params))
+    candidate = Candidate(
+        name=MODEL_NAME, model=dp_model, card=model_card(None, budget.release, budget.snapshot, spent, split,
+                                                         auc_dp=auc_dp, auc_lightgbm=auc_lgbm,
+                                                         positive_rate=float(y.mean()), audits=audits),
+        params={
             **{f"config.{k}": v for k, v in asdict(config).items()},
             "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES),
             "data_release": budget.release, "lake_snapshot": budget.snapshot,
             "dp.unit_of_privacy": spent.unit, "dp.accountant": spent.accountant,
-            "dp.delta": spent.delta, "dp.noise_multiplier": round(spent.noise_multiplier, 6),
-            "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": round(spent.sample_rate, 6),
+            "dp.delta": spent.delta, "dp.noise_multiplier": spent.noise_multiplier,
+            "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": spent.sample_rate,
             "dp.steps": spent.steps, "dp.target_epsilon": config.epsilon,
             "n_train": len(X_train), "n_test": len(X_test),
-        })
-        mlflow.log_metrics({
+        },
+        metrics={
             "dp.epsilon": spent.epsilon, "auc_test": auc_dp, "auc_test_nonprivate_lightgbm": auc_lgbm,
             "auc_gap": auc_lgbm - auc_dp, "positive_rate": float(y.mean()),
             "fit_seconds_dp": seconds_dp, "fit_seconds_lightgbm": seconds_lgbm,
+            **{f"sweep.auc_at_eps_{e:g}": value for e, value in curve.items()},
             **audit_metrics(audits),
-        })
-        mlflow.log_dict(audits, "audits.json")
-        info = mlflow.sklearn.log_model(
-            dp_model, name="model", registered_model_name=MODEL_NAME,
-            serialization_format="cloudpickle",
-            signature=infer_signature(pd.DataFrame(X_test[:5], columns=FEATURES), dp_model.predict_proba(X_test[:5])),
-            pip_requirements=_requirements(),
-        )
-    client = mlflow.MlflowClient()
-    version = int(info.registered_model_version)
-    for key, value in {"epsilon": spent.epsilon, "delta": spent.delta, "accountant": spent.accountant,
-                       "noise_multiplier": spent.noise_multiplier, "max_grad_norm": spent.max_grad_norm,
-                       "unit_of_privacy": spent.unit, "auc_test": auc_dp, "auc_nonprivate": auc_lgbm}.items():
-        client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
-    client.set_registered_model_alias(MODEL_NAME, "champion", str(version))
-    card = model_card(version, budget.release, budget.snapshot, spent, split, auc_dp=auc_dp, auc_lightgbm=auc_lgbm,
-                      positive_rate=float(y.mean()), audits=audits)
-    publish_card(client, run.info.run_id, version, card)
+        },
+        primary_metric="auc_test", data_release=budget.release,
+        tags={"epsilon": spent.epsilon, "delta": spent.delta, "accountant": spent.accountant,
+              "noise_multiplier": spent.noise_multiplier, "max_grad_norm": spent.max_grad_norm,
+              "unit_of_privacy": spent.unit, "auc_test": auc_dp, "auc_nonprivate": auc_lgbm},
+        dicts={"audits.json": audits, "utility_vs_epsilon.json": {str(e): v for e, v in curve.items()}},
+        figures={"utility_vs_epsilon.png": utility_figure(
+            curve, {"LightGBM, no DP": auc_lgbm}, metric="held-out AUC",
+            title=f"{MODEL_NAME}: utility against ε (n train = {len(X_train):,})")},
+        input_example=pd.DataFrame(X_test[:5], columns=FEATURES),
+    )
+    registered = register(settings, candidate, run_name=f"{MODEL_NAME}-eps{config.epsilon:g}")
     return TrainingResult(
-        run_id=run.info.run_id, model_version=version, n_train=len(X_train), n_test=len(X_test),
+        run_id=registered.run_id, model_version=registered.version, n_train=len(X_train), n_test=len(X_test),
         positive_rate=float(y.mean()), auc_dp=auc_dp, auc_lightgbm=auc_lgbm, epsilon=spent.epsilon,
         delta=spent.delta, noise_multiplier=spent.noise_multiplier, seconds_dp=seconds_dp, seconds_lightgbm=seconds_lgbm,
     )
+
+
+def _held_out_auc(epsilon: float, *, data, params: dict) -> float:
+    """One point of the utility sweep: the same DP model at `epsilon`, scored on the held-out split."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from models.risk_classifier import DPRiskClassifier
+
+    torch.set_num_threads(1)
+    X_train, y_train, X_test, y_test = ray.get(data) if isinstance(data, ray.ObjectRef) else data
+    model = DPRiskClassifier(**{**params, "epsilon": epsilon}).fit(X_train, y_train)
+    return float(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]))
+
 
 
 def audit_registered(store, settings: Settings, alias: str = "champion") -> list[dict]:
     """Re-run the audits of `fitness_risk@alias` on its own split; log them to its run and card."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(settings)
     version = client.get_model_version_by_alias(MODEL_NAME, alias)
     run = client.get_run(version.run_id)
     params = run.data.params
-    defaults = FitnessRiskConfig()
-    config = FitnessRiskConfig(**{name: type(getattr(defaults, name))(params[f"config.{name}"])
-                                  for name in asdict(defaults) if f"config.{name}" in params})
+    # Params are logged as text ("30", "0.1", "None"): read them back as the Python values they were.
+    config = FitnessRiskConfig(**{name: ast.literal_eval(params[f"config.{name}"])
+                                  for name in asdict(FitnessRiskConfig()) if f"config.{name}" in params})
     frame, y = training_examples(store)
     split = split_examples(frame, y, config)
     if len(split.X_train) != int(params["n_train"]):
@@ -233,7 +241,7 @@ def audit_registered(store, settings: Settings, alias: str = "champion") -> list
                       dp_model.privacy_, split, auc_dp=metrics["auc_test"],
                       auc_lightgbm=metrics["auc_test_nonprivate_lightgbm"], positive_rate=metrics["positive_rate"],
                       audits=audits)
-    publish_card(client, run.info.run_id, int(version.version), card)
+    publish_card(client, MODEL_NAME, run.info.run_id, int(version.version), card)
     return audits
 
 
@@ -247,7 +255,7 @@ def split_examples(frame: pd.DataFrame, y: np.ndarray, config: FitnessRiskConfig
     return Split(X_train, X_test, y_train, y_test)
 
 
-def model_card(version: int, release: str, snapshot: str, spent, split: Split, *, auc_dp: float,
+def model_card(version: int | None, release: str, snapshot: str, spent, split: Split, *, auc_dp: float,
                auc_lightgbm: float, positive_rate: float, audits: list[dict]) -> ModelCard:
     metrics = {"test AUC (DP model)": auc_dp, "test AUC (non-private LightGBM)": auc_lightgbm,
                "AUC gap": auc_lightgbm - auc_dp, "positive rate": positive_rate,
@@ -270,16 +278,3 @@ def model_card(version: int, release: str, snapshot: str, spent, split: Split, *
                 "Synthetic or real, the data's own biases (which schools test well) pass into the model.",
                 "The privacy guarantee covers the model; the held-out metrics and audits are internal."],
     )
-
-
-def publish_card(client, run_id: str, version: int, card: ModelCard) -> None:
-    """The card as the run's `model_card.md` and as the registered version's description."""
-    text = card.to_markdown()
-    client.log_text(run_id, text, "model_card.md")
-    client.update_model_version(MODEL_NAME, str(version), description=text)
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("torch", "opacus", "scikit-learn", "numpy", "portrait-engine")]

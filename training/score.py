@@ -13,15 +13,15 @@ from core.config import Settings
 from features.feature_repo import publish, score_views
 from features.lake import write_parquet
 from training.fitness_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME
+from training.registry import mlflow_client
+
 
 def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> int:
     """Score each student's latest fitness features with `models:/fitness_risk@<alias>`."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    version = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, alias)
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{alias}")
+    version = mlflow_client(settings).get_model_version_by_alias(MODEL_NAME, alias)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{version.version}")
 
     now = datetime.now(timezone.utc)
     source = store.get_feature_view("student_fitness").batch_source.path

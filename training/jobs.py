@@ -1,0 +1,41 @@
+"""Which models `portrait train` knows, and one Ray session to train any of them in.
+
+Each trainer takes the feature store, the settings and an optional ε (None: its default from the
+settings) and returns its result record; it reads from Feast, spends from the ledger, trains the DP
+model beside its non-private reference on Ray and registers the DP model in MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.config import Settings
+
+
+def _fitness_risk(store, settings: Settings, epsilon: float | None):
+    from training.fitness_risk import FitnessRiskConfig, train_fitness_risk
+
+    config = FitnessRiskConfig(epsilon=epsilon or settings.fitness_risk_epsilon,
+                               max_delta=settings.fitness_risk_max_delta)
+    return train_fitness_risk(store, settings, config)
+
+
+TRAINERS: dict[str, Callable[[Any, Settings, float | None], Any]] = {
+    "fitness_risk": _fitness_risk,
+}
+
+
+def train_models(settings: Settings, models: Sequence[str] = (), *, epsilon: float | None = None) -> dict[str, Any]:
+    """Train `models` (all by default) in order, in one Ray session; {model: result}."""
+    from features.feature_repo import feature_store
+    from training.ray_runtime import ray_session
+
+    unknown = [name for name in models if name not in TRAINERS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(TRAINERS)}")
+    if epsilon is not None and not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, not {epsilon}")
+    store = feature_store(settings)
+    with ray_session(settings):
+        return {name: TRAINERS[name](store, settings, epsilon) for name in (models or TRAINERS)}
