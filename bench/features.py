@@ -64,12 +64,13 @@ def bench_city(students: int, school_years: int, reads: int, redis_url: str | No
         _, ingest_s = timed(run_ingest, Path(tmp) / "export", settings)
         yield f"synth {synth_s:.1f} s, ingest {ingest_s:.1f} s (set-up, not measured against a target)"
 
-        counts, build_s = timed(build_indicators, settings.lake_dir, settings.indicators_dir)
+        counts, build_s = timed(build_indicators, settings.lake_dir, settings.indicators_dir,
+                                workers=settings.ray_num_cpus)  # as `portrait features` runs it
         with duckdb.connect() as db:
             _, scan_s = timed(lambda: [db.execute(f"SELECT count(*) FROM read_parquet('{p}')").fetchall()
                                        for p in settings.lake_dir.glob("*.parquet")])
         rows = sum(counts.values())
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1e6
         yield (f"indicators      {build_s:9.1f} s  {rows:>12,} rows  raw lake scan {scan_s:6.2f} s  "
                      f"peak RSS so far {peak:.1f} GB")
 

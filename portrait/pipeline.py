@@ -57,7 +57,7 @@ def run_features(settings: Settings) -> dict[str, int]:
     from features.feature_repo import feature_store, indicator_views, publish
     from features.indicators import build_indicators
 
-    counts = build_indicators(settings.lake_dir, settings.indicators_dir)
+    counts = build_indicators(settings.lake_dir, settings.indicators_dir, workers=settings.ray_num_cpus)
     publish(feature_store(settings), indicator_views(settings.indicators_dir), workers=settings.ray_num_cpus)
     return counts
 

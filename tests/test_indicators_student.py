@@ -534,3 +534,18 @@ def _term_idx(term_ids: pd.Series) -> pd.Series:
 def _end_to_idx(terms: pd.DataFrame) -> dict:
     ends = pd.to_datetime(terms["end_date"]).dt.tz_localize("UTC")
     return dict(zip(ends, _term_idx(terms["term_id"])))
+
+
+def test_a_parallel_build_writes_what_the_serial_one_does(city, tmp_path):
+    """Two families at a time, each after the families it reads: the same files, row for row."""
+    from features.indicators import FAMILIES as EVERY_FAMILY
+    from features.indicators import build_indicators
+
+    counts = build_indicators(city.lake, tmp_path, workers=2)
+    assert list(counts) == [f.name for f in EVERY_FAMILY]
+    for name in BY_NAME:
+        family = BY_NAME[name]
+        order = family.keys + ["event_timestamp"]
+        pd.testing.assert_frame_equal(read(tmp_path, name).sort_values(order).reset_index(drop=True),
+                                      read(city.out, name).sort_values(order).reset_index(drop=True))
+    assert all(dependency in counts for f in EVERY_FAMILY for dependency in f.reads)

@@ -185,6 +185,7 @@ STUDENT_ACADEMICS = IndicatorFamily(
     description="智 per term over the academic subjects: mean share and z, subject imbalance (偏科), "
                 "failed subjects, trend. Runs after student_subject_term (reads its output).",
     build=build_academics,
+    reads=("student_subject_term",),
 )
 
 # student_subject_term first: student_academics reads its output.

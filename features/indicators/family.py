@@ -46,6 +46,8 @@ class IndicatorFamily:
            train on stay offline: every online value costs a write per entity at materialization.
     offline_fields: fields of an online family that only models train on and no page reads; they
            get their own offline view (`<name>_offline`, same file) and stay out of the online store.
+    reads: the families whose outputs (in the same folder) this one reads, so a parallel build
+           starts it only after them.
     """
 
     name: str
@@ -56,6 +58,7 @@ class IndicatorFamily:
     build: Callable[[Path, Path], int]
     online: bool = True
     offline_fields: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [e for e in self.entities if e not in ENTITY_KEYS]

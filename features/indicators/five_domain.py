@@ -318,6 +318,7 @@ def five_domain_family(weights: Mapping[str, Mapping[str, float]] = DOMAIN_WEIGH
                     "Runs after student_academics, student_literacy, student_moral, student_aesthetic_labor, "
                     "student_attendance and student_fitness (reads their outputs in the same folder).",
         build=partial(build_five_domain, weights=weights, indicators=indicators),
+        reads=(*SOURCE_FAMILIES, FITNESS),
     )
 
 
