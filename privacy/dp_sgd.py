@@ -139,17 +139,23 @@ def calibrate_noise(*, target_epsilon: float, target_delta: float, sample_rate: 
         prv.history = [(math.exp(log_sigma), sample_rate, steps)]
         return math.log(prv.get_epsilon(target_delta, eps_error=0.05) / coarse_target)
 
-    high = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=target_delta,
-                                sample_rate=sample_rate, steps=steps, accountant="rdp")
-    low = high
-    while log_excess(math.log(high)) > 0:  # rare: the coarse grid came out looser than RDP
-        low, high = high, 1.2 * high
-    if low == high:
-        low = 0.7 * high
-        while log_excess(math.log(low)) <= 0:
-            high, low = low, 0.7 * low
+    # A first σ: at low sampling rates RDP's (0.1 s there, and never far above PRV's); at high rates,
+    # where RDP's own search takes seconds, the Gaussian mechanism's σ for T compositions at rate q,
+    # q·sqrt(2T·ln(1/δ))/ε. Then widen by 1.5x until ε crosses the target on each side.
+    if sample_rate <= 0.05:
+        first = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=target_delta,
+                                     sample_rate=sample_rate, steps=steps, accountant="rdp")
+    else:
+        first = max(0.3, sample_rate * math.sqrt(2 * steps * math.log(1 / target_delta)) / target_epsilon)
+    low = high = math.log(first)
+    if log_excess(high) > 0:
+        while log_excess(high) > 0:
+            low, high = high, high + math.log(1.5)
+    else:
+        while log_excess(low) <= 0:
+            high, low = low, low - math.log(1.5)
     # log ε is close to linear in log σ, so Brent's interpolation lands in a few evaluations.
-    root = brentq(log_excess, math.log(low), math.log(high), xtol=0.002)
+    root = brentq(log_excess, low, high, xtol=0.002)
     return math.exp(root + 0.002)  # Brent brackets the root to xtol: take the safe side
 
 
