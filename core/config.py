@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Fitness-risk model: the privacy target for one training run (unit: one student).
     fitness_risk_epsilon: float = 2.0
     fitness_risk_max_delta: float = 1e-5
+    # Growth percentiles (unit: one student, one subject each).
+    growth_epsilon: float = 1.0
     # The data release jobs spend from (a school year; default: the latest one in the lake) and the
     # total (ε, δ) a release opens with unless the data officer opened it first. Unit: one student.
     release: str | None = None

@@ -189,13 +189,10 @@ def demo(
     typer.echo(report.render())
     with clock.stage("features", "indicators, Feast apply + materialize"):
         run_features(settings)
-    with clock.stage("train", "DP-SGD model and LightGBM twin on Ray; MLflow registry"):
-        result = run_train(settings, ["fitness_risk"])["fitness_risk"]
-    typer.echo(
-        f"    fitness_risk v{result.model_version}: AUC {result.auc_dp:.3f} (DP, ε={result.epsilon:.2f}, "
-        f"δ={result.delta:.1e}) vs {result.auc_lightgbm:.3f} (non-private LightGBM); "
-        f"{result.n_train} train / {result.n_test} test students"
-    )
+    with clock.stage("train", "DP models beside their non-private references on Ray; MLflow registry"):
+        results = run_train(settings)
+    for name, result in results.items():
+        typer.echo(f"    {name} v{result.model_version}: {result.summary()}")
     with clock.stage("statistics", "DP norms and pass rates (OpenDP), paid from the ledger"):
         run_statistics(settings)
     with clock.stage("score", "champion model → online store"):

@@ -150,6 +150,17 @@ def test_model_is_registered_as_champion_with_its_privacy_guarantee(city):
     assert {f"sweep.auc_at_eps_{e}" for e in ("0.5", "1", "2", "4", "8")} <= set(run.data.metrics)
 
 
+def test_every_model_is_registered_with_its_guarantee_and_reference(city):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=city["settings"].mlflow_uri, registry_uri=city["settings"].mlflow_uri)
+    growth = client.get_model_version_by_alias("growth", "champion")
+    metrics = client.get_run(growth.run_id).data.metrics
+    assert metrics["dp.epsilon"] <= city["settings"].growth_epsilon + 1e-6
+    assert {"median_abs_diff", "p90_abs_diff", "spearman", "fit_seconds_exact"} <= set(metrics)
+    assert "## Privacy guarantee" in growth.description and "one subject per student" in growth.description
+
+
 def test_training_spent_its_budget_in_the_ledger_before_registering(city):
     from privacy.ledger import PrivacyLedger
 

@@ -63,6 +63,10 @@ class TrainingResult:
     seconds_dp: float
     seconds_lightgbm: float
 
+    def summary(self) -> str:
+        return (f"AUC {self.auc_dp:.3f} (DP, ε={self.epsilon:.2f}, δ={self.delta:.1e}) vs {self.auc_lightgbm:.3f} "
+                f"(non-private LightGBM); {self.n_train} train / {self.n_test} test students")
+
 
 def example_anchors(store) -> pd.DataFrame:
     """One row per student: the date of their last-but-one annual test (features are read as of

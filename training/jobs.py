@@ -21,7 +21,14 @@ def _fitness_risk(store, settings: Settings, epsilon: float | None):
     return train_fitness_risk(store, settings, config)
 
 
+def _growth(store, settings: Settings, epsilon: float | None):
+    from training.growth import GrowthConfig, train_growth
+
+    return train_growth(store, settings, GrowthConfig(epsilon=epsilon or settings.growth_epsilon))
+
+
 TRAINERS: dict[str, Callable[[Any, Settings, float | None], Any]] = {
+    "growth": _growth,
     "fitness_risk": _fitness_risk,
 }
 
