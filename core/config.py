@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     fitness_risk_max_delta: float = 1e-5
     # Growth percentiles (unit: one student, one subject each).
     growth_epsilon: float = 1.0
+    # Academic early warning (unit: one student).
+    academic_risk_epsilon: float = 1.0
     # The data release jobs spend from (a school year; default: the latest one in the lake) and the
     # total (ε, δ) a release opens with unless the data officer opened it first. Unit: one student.
     release: str | None = None

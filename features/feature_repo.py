@@ -23,7 +23,7 @@ from feast.types import Float64, Int64, String
 
 from core.config import Settings
 from features.indicators import FAMILIES
-from features.indicators.family import ENTITY_KEYS, IndicatorFamily
+from features.indicators.family import ENTITY_KEYS, TERM_TTL, IndicatorFamily
 from features.indicators.fitness import FITNESS_TTL
 
 PROJECT = "portrait"
@@ -62,6 +62,22 @@ FITNESS_RISK_BOUNDS: dict[str, tuple[float, float]] = {
     "student_fitness:total_change": (-60, 60),
     "student_fitness:years_failed_in_row": (0, 12),
     "student_fitness:tests_taken": (1, 12),
+}
+
+# Features of academic_risk_v1, the ABC indicators (Attendance, Behaviour, Course performance), each
+# with its fixed [low, high] range and the neutral value an explanation compares a student against.
+ACADEMIC_RISK_FEATURES: dict[str, tuple[tuple[float, float], float]] = {
+    "student_attendance:attendance_rate": ((0, 1), 0.97),
+    "student_attendance:rate_change": ((-0.5, 0.5), 0.0),
+    "student_attendance:attendance_rate_4t": ((0, 1), 0.97),
+    "student_moral:discipline_events": ((0, 10), 0.0),
+    "student_moral:discipline_4t": ((0, 20), 0.0),
+    "student_moral:moral_share": ((0, 1), 0.75),
+    "student_academics:mean_share": ((0, 1), 0.75),
+    "student_academics:mean_z": ((-3, 3), 0.0),
+    "student_academics:failed_subjects": ((0, 10), 0.0),
+    "student_academics:imbalance_sd": ((0, 3), 0.5),
+    "student_academics:trend": ((-0.2, 0.2), 0.0),
 }
 
 # The student views a portrait shows, read together online (one feature service, one request).
@@ -107,30 +123,52 @@ def indicator_views(indicators_dir: Path, families: tuple[IndicatorFamily, ...] 
         features=[views["student_fitness"][[name.split(":")[1] for name in FITNESS_RISK_BOUNDS]]],
         description="Inputs of the fitness-risk model: next annual total below 60?",
     )
+    by_view: dict[str, list[str]] = {}
+    for ref in ACADEMIC_RISK_FEATURES:
+        view, field = ref.split(":")
+        by_view.setdefault(view, []).append(field)
+    academic_risk_v1 = FeatureService(
+        name="academic_risk_v1",
+        features=[views[view][fields] for view, fields in by_view.items() if view in views],
+        description="Inputs of the academic early warning: the ABC indicators as of a term's end.",
+    )
     student_portrait_v1 = FeatureService(
         name="student_portrait_v1",
         features=[views[name] for name in PORTRAIT_VIEWS if name in views],
         description="Everything a class teacher's growth portrait shows about one student.",
     )
-    return [*ENTITIES.values(), *views.values(), fitness_risk_v1, student_portrait_v1]
+    return [*ENTITIES.values(), *views.values(), fitness_risk_v1, academic_risk_v1, student_portrait_v1]
+
+
+# Every score view carries the model that wrote it and its guarantee (serving shows them beside each number).
+_MODEL_FIELDS = [Field(name="model_name", dtype=String), Field(name="model_version", dtype=Int64),
+                 Field(name="model_epsilon", dtype=Float64), Field(name="model_delta", dtype=Float64)]
+# Score view → (entity, TTL, payload fields, description). Batch scoring (`training.score`) writes
+# `<view>.parquet` under the scores folder; a view whose file does not exist yet is not published.
+SCORE_VIEWS: dict[str, tuple[str, timedelta, dict, str]] = {
+    "fitness_risk_score": ("student", FITNESS_TTL, {"risk_probability": Float64},
+                           "Batch-scored probability that the next annual fitness total is below 60."),
+    "growth_score": ("student", TERM_TTL, {"growth_json": String, "median_growth_percentile": Float64},
+                     "Growth percentiles per subject and term (JSON), and the latest term's median."),
+    "academic_risk_score": ("student", TERM_TTL, {"risk_probability": Float64, "level": String,
+                                                  "reasons_json": String},
+                            "Probability of failing a subject or dropping sharply next term, level, reasons."),
+}
 
 
 def score_views(scores_dir: Path) -> list:
-    scores = FeatureView(
-        name="fitness_risk_score",
-        entities=[student],
-        ttl=FITNESS_TTL,
-        schema=[
-            Field(name="risk_probability", dtype=Float64),
-            Field(name="model_name", dtype=String),
-            Field(name="model_version", dtype=Int64),
-            Field(name="model_epsilon", dtype=Float64),
-            Field(name="model_delta", dtype=Float64),
-        ],
-        source=_source(scores_dir / "fitness_risk_score.parquet", "fitness_risk_score_source"),
-        description="Batch-scored probability that the next annual fitness total is below 60.",
-    )
-    return [student, scores]
+    """The entities and the score views whose files batch scoring has written."""
+    views = []
+    for name, (entity, ttl, payload, description) in SCORE_VIEWS.items():
+        path = scores_dir / f"{name}.parquet"
+        if not path.exists():
+            continue
+        views.append(FeatureView(
+            name=name, entities=[ENTITIES[entity]], ttl=ttl,
+            schema=[Field(name=field, dtype=dtype) for field, dtype in payload.items()] + _MODEL_FIELDS,
+            source=_source(path, f"{name}_source"), description=description,
+        ))
+    return [*ENTITIES.values(), *views]
 
 
 def feature_store(settings: Settings) -> FeatureStore:

@@ -148,7 +148,8 @@ def score():
     """Score every student with the champion model and publish the scores to the online store."""
     from portrait.pipeline import run_score
 
-    typer.echo(f"scored {run_score(get_settings())} students")
+    for view, rows in run_score(get_settings()).items():
+        typer.echo(f"{view:<24}{rows:>10} rows")
 
 
 @app.command()
@@ -236,6 +237,16 @@ def users_list():
     for user in UserStore(get_settings().users_path).list():
         state = "disabled" if user.disabled else "active"
         typer.echo(f"{user.username:<16}{user.role.value:<16}{state:<10}{', '.join(user.scope)}")
+
+
+@users_app.command("disable")
+def users_disable(username: str):
+    """Disable a user: their password and any token they hold stop working."""
+    from serving.users import UserStore
+
+    if not UserStore(get_settings().users_path).disable(username):
+        fail(f"no user {username!r}; `portrait users list` shows who exists")
+    typer.echo(f"user {username} disabled")
 
 
 @privacy_app.command("open")

@@ -86,11 +86,12 @@ def run_audit(settings: Settings, model: str, alias: str = "champion") -> list[d
     return audit_registered(feature_store(settings), settings, alias)
 
 
-def run_score(settings: Settings) -> int:
+def run_score(settings: Settings) -> dict[str, int]:
+    """Every champion model's scores into the online store; {score view: rows}."""
     from features.feature_repo import feature_store
-    from training.score import score_fitness_risk
+    from training.score import score_all
 
-    return score_fitness_risk(feature_store(settings), settings)
+    return score_all(feature_store(settings), settings)
 
 
 @dataclass(frozen=True)

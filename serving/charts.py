@@ -1,131 +1,197 @@
-"""The fitness history chart, drawn server-side as inline SVG.
+"""ECharts options for the pages, built from the public response shapes.
 
-No JavaScript and no external resources: the page must work on a school's closed network and
-print as it looks on screen. Every text node is escaped, and every coordinate is formatted
-from a float, so the returned markup is safe to embed as-is.
+The pages carry each chart's option as JSON in a `data-chart` attribute; `static/portrait.js`
+hands it to the ECharts the engine serves itself (`static/echarts.min.js`), rendering SVG so a
+chart prints as sharp as it looks. These functions only build plain dicts: no HTML, no script,
+nothing from the caller's input but numbers and labels the template escapes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from html import escape
+from collections.abc import Sequence
 from typing import Any
 
-from serving.labels import GRADE_LABELS
+from serving.labels import label
+from serving.schemas import (
+    CityPassRate,
+    ClassPortraits,
+    DigitalLiteracy,
+    FitnessYear,
+    FiveDomain,
+    FiveDomainScores,
+    GradeFitness,
+    Growth,
+    LedgerRelease,
+)
 
-WIDTH, HEIGHT = 640, 300
-LEFT, RIGHT, TOP, BOTTOM = 44, 80, 16, 48  # margins: room for axis, band and year labels
-PLOT_RIGHT, PLOT_BOTTOM = WIDTH - RIGHT, HEIGHT - BOTTOM
-SLOT_PADDING = 36  # keeps the first and last point clear of the axes
-Y_MAX = 120.0  # standard score 100 plus at most 20 bonus points
-Y_TICKS = (0, 20, 40, 60, 80, 100, 120)
-LEVEL_BANDS = ((60, "及格 60"), (80, "良好 80"), (90, "优秀 90"))
-LINE_COLOUR = "#1f5fa8"
-MUTED = "#6b7280"
-
-
-def fitness_history_svg(history: Sequence[Mapping[str, Any]]) -> str:
-    """A line chart of total score per school year (oldest first, as given).
-
-    A year without a total (absent from the test, or not yet scored) keeps its place on the x
-    axis, marked 未测, and breaks the line rather than being bridged by it.
-    """
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" class="fitness-chart" '
-        'font-size="12">',
-        "<title>体测总分历年变化 (total fitness score by school year)</title>",
-        *_frame(),
-    ]
-    if not history:
-        parts.append(_text((LEFT + PLOT_RIGHT) / 2, (TOP + PLOT_BOTTOM) / 2,
-                           "暂无体测记录 (no fitness tests yet)", anchor="middle", fill=MUTED))
-    xs = _slot_xs(len(history))
-    totals = [_finite(year.get("total_score")) for year in history]
-    for run in _runs_of_present(xs, totals):
-        points = " ".join(f"{x:.1f},{_y(total):.1f}" for x, total in run)
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{LINE_COLOUR}" '
-                     'stroke-width="2" stroke-linejoin="round"/>')
-    for x, total, year in zip(xs, totals, history):
-        parts.extend(_point(x, total))
-        parts.extend(_x_labels(x, year))
-    parts.append("</svg>")
-    return "\n".join(parts)
+DOMAINS = ("de", "zhi", "ti", "mei", "lao")
+ITEMS = ("vital_capacity", "run_50m", "sit_and_reach", "rope_skip_1min", "sit_up_1min", "shuttle_50x8",
+         "standing_long_jump", "pull_up", "run_800m", "run_1000m")
+BLUE, ORANGE, GREY, RED, GREEN = "#1f5fa8", "#d97706", "#9ca3af", "#b91c1c", "#15803d"
+LEVEL_LINES = ((60, "pass"), (80, "good"), (90, "excellent"))
+# No animation: the first frame is the final one, for print and for screenshots alike.
+BASE = {"animation": False, "textStyle": {"fontFamily": "inherit"}}
 
 
-def _frame() -> list[str]:
-    parts = []
-    for tick in Y_TICKS:
-        y = _y(tick)
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{PLOT_RIGHT}" y2="{y:.1f}" '
-                     'stroke="#e5e7eb" stroke-width="1"/>')
-        parts.append(_text(LEFT - 6, y + 4, str(tick), anchor="end", fill=MUTED))
-    for score, label in LEVEL_BANDS:
-        y = _y(score)
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{PLOT_RIGHT}" y2="{y:.1f}" '
-                     'stroke="#9ca3af" stroke-width="1" stroke-dasharray="6 4"/>')
-        parts.append(_text(PLOT_RIGHT + 6, y + 4, label, anchor="start", fill=MUTED))
-    parts.append(f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{PLOT_BOTTOM}" stroke="#374151"/>')
-    parts.append(f'<line x1="{LEFT}" y1="{PLOT_BOTTOM}" x2="{PLOT_RIGHT}" y2="{PLOT_BOTTOM}" '
-                 'stroke="#374151"/>')
-    return parts
+def five_domain_radar(five: FiveDomain, lang: str) -> dict[str, Any]:
+    """The student's five domains against the DP norms of their grade and sex (median, P25, P75)."""
+    indicator = [{"name": label("domain", d, lang), "max": 100, "min": 0} for d in DOMAINS]
+    data = [{"name": _t(lang, "本人", "Student"), "value": _values(five.scores, DOMAINS),
+             "areaStyle": {"opacity": 0.25}, "lineStyle": {"width": 2, "color": BLUE}, "itemStyle": {"color": BLUE}}]
+    if five.norms is not None:
+        norms = {norm.domain: norm for norm in five.norms.domains}
+        for stat, name, style in (("p50", _t(lang, "常模中位数", "Norm median"), "solid"),
+                                  ("p25", "P25", "dashed"), ("p75", "P75", "dashed")):
+            data.append({"name": name, "value": [_num(getattr(norms[d], stat)) if d in norms else None for d in DOMAINS],
+                         "lineStyle": {"type": style, "color": ORANGE if stat == "p50" else GREY},
+                         "itemStyle": {"color": ORANGE if stat == "p50" else GREY}, "symbol": "none"})
+    return {**BASE, "legend": {"bottom": 0}, "tooltip": {},
+            "radar": {"indicator": indicator, "radius": "65%", "splitNumber": 4},
+            "series": [{"type": "radar", "data": data}]}
 
 
-def _point(x: float, total: float | None) -> list[str]:
-    if total is None:
-        return [_text(x, _y(0) - 6, "未测", anchor="middle", fill=MUTED)]
-    y = _y(total)
-    return [
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="#ffffff" stroke="{LINE_COLOUR}" '
-        'stroke-width="2"/>',
-        _text(x, y - 10, f"{total:.1f}", anchor="middle", fill="#111827", weight="bold"),
-    ]
+def mini_radar(lang: str) -> dict[str, Any]:
+    """The small radar of the class overview, shared by every student of the page: each student's
+    card carries only its five values (`mini_radar_values`), which `static/portrait.js` puts in."""
+    indicator = [{"name": label("domain", d, lang), "max": 100, "min": 0} for d in DOMAINS]
+    return {**BASE, "radar": {"indicator": indicator, "radius": "62%", "splitNumber": 2,
+                              "axisName": {"fontSize": 10, "color": "#374151"}},
+            "series": [{"type": "radar", "symbol": "none",
+                        "data": [{"value": [], "areaStyle": {"opacity": 0.3, "color": BLUE},
+                                  "lineStyle": {"color": BLUE, "width": 1.5}}]}]}
 
 
-def _x_labels(x: float, year: Mapping[str, Any]) -> list[str]:
-    school_year = _finite(year.get("school_year"))
-    grade = _finite(year.get("grade"))
-    year_label = f"{int(school_year)}学年" if school_year is not None else "学年未知"
-    grade_label = GRADE_LABELS.get(int(grade), f"{int(grade)}年级") if grade is not None else ""
-    return [
-        _text(x, PLOT_BOTTOM + 18, year_label, anchor="middle", fill="#111827"),
-        _text(x, PLOT_BOTTOM + 34, grade_label, anchor="middle", fill=MUTED),
-    ]
+def mini_radar_values(scores: FiveDomainScores | None) -> str:
+    """A student's five domains as "de,zhi,ti,mei,lao" ("" for a missing one)."""
+    return ",".join("" if value is None else f"{value:g}" for value in _values(scores, DOMAINS))
 
 
-def _slot_xs(count: int) -> list[float]:
-    if count == 1:
-        return [(LEFT + PLOT_RIGHT) / 2]
-    first, last = LEFT + SLOT_PADDING, PLOT_RIGHT - SLOT_PADDING
-    return [first + i * (last - first) / (count - 1) for i in range(count)]
+def fitness_totals_line(history: Sequence[FitnessYear], lang: str) -> dict[str, Any]:
+    """Total score per school year, with the standard's level lines; an untested year breaks the line."""
+    years = [_year_label(year, lang) for year in history]
+    totals = [_num(year.total_score) for year in history]
+    mark_lines = [{"yAxis": score, "name": label("level", name, lang), "label": {"formatter": f"{{b}} {score}"}}
+                  for score, name in LEVEL_LINES]
+    return {**BASE, "grid": {"left": 40, "right": 80, "top": 20, "bottom": 40}, "tooltip": {"trigger": "axis"},
+            "xAxis": {"type": "category", "data": years},
+            "yAxis": {"type": "value", "min": 0, "max": 120},
+            "series": [{"type": "line", "name": _t(lang, "总分", "Total"), "data": totals, "connectNulls": False,
+                        "label": {"show": True, "position": "top"}, "lineStyle": {"color": BLUE, "width": 2},
+                        "itemStyle": {"color": BLUE},
+                        "markLine": {"symbol": "none", "silent": True,
+                                     "lineStyle": {"type": "dashed", "color": GREY}, "data": mark_lines}}]}
 
 
-def _runs_of_present(xs: list[float], totals: list[float | None]) -> list[list[tuple[float, float]]]:
-    """Consecutive years that have a total, each run drawn as its own line."""
-    runs: list[list[tuple[float, float]]] = [[]]
-    for x, total in zip(xs, totals):
-        if total is None:
-            runs.append([])
-        else:
-            runs[-1].append((x, total))
-    return [run for run in runs if run]
+def fitness_items_lines(history: Sequence[FitnessYear], lang: str) -> dict[str, Any]:
+    """Each tested item's score (0-100) per school year, with the pass line at 60."""
+    years = [_year_label(year, lang) for year in history]
+    series = []
+    for item in ITEMS:
+        values = [_num(getattr(year.scores, item)) for year in history]
+        if any(value is not None for value in values):
+            series.append({"type": "line", "name": label("item", item, lang), "data": values, "connectNulls": False})
+    if series:
+        series[0]["markLine"] = {"symbol": "none", "silent": True, "lineStyle": {"type": "dashed", "color": RED},
+                                 "data": [{"yAxis": 60, "label": {"formatter": _t(lang, "及格 60", "pass 60")}}]}
+    return {**BASE, "grid": {"left": 40, "right": 70, "top": 50, "bottom": 40}, "tooltip": {"trigger": "axis"},
+            "legend": {"top": 0, "type": "scroll"}, "xAxis": {"type": "category", "data": years},
+            "yAxis": {"type": "value", "min": 0, "max": 100}, "series": series}
 
 
-def _y(score: float) -> float:
-    clamped = min(max(score, 0.0), Y_MAX)
-    return TOP + (PLOT_BOTTOM - TOP) * (1 - clamped / Y_MAX)
+def growth_lines(growth: Growth, lang: str) -> dict[str, Any]:
+    """Growth percentile per subject over all terms (50 = typical growth for the student's history)."""
+    terms = sorted({point.term_id for point in growth.points})
+    subjects = sorted({point.subject for point in growth.points})
+    by = {(p.subject, p.term_id): p.percentile for p in growth.points}
+    series = [{"type": "line", "name": label("subject", s, lang), "connectNulls": False,
+               "data": [by.get((s, term)) for term in terms]} for s in subjects]
+    if series:
+        series[0]["markLine"] = {"symbol": "none", "silent": True, "lineStyle": {"type": "dashed", "color": GREY},
+                                 "data": [{"yAxis": 50}]}
+    return {**BASE, "grid": {"left": 40, "right": 30, "top": 50, "bottom": 40}, "tooltip": {"trigger": "axis"},
+            "legend": {"top": 0, "type": "scroll"}, "xAxis": {"type": "category", "data": terms},
+            "yAxis": {"type": "value", "min": 1, "max": 99}, "series": series}
 
 
-def _finite(value: Any) -> float | None:
-    """The value as a float, or None when missing or not a finite number."""
+def pass_rates_bars(grades: Sequence[GradeFitness], city: Sequence[CityPassRate], lang: str) -> dict[str, Any]:
+    """Pass rate per grade: the school (exact) beside the city (DP release, both sexes)."""
+    city_by_grade = {cell.grade: cell.pass_rate for cell in city if cell.sex is None}
+    names = [label("grade", g.grade, lang) for g in grades]
+    return {**BASE, "grid": {"left": 50, "right": 20, "top": 40, "bottom": 40}, "tooltip": {"trigger": "axis"},
+            "legend": {"top": 0}, "xAxis": {"type": "category", "data": names},
+            "yAxis": {"type": "value", "min": 0, "max": 100, "axisLabel": {"formatter": "{value}%"}},
+            "series": [
+                {"type": "bar", "name": _t(lang, "本校", "School"), "itemStyle": {"color": BLUE},
+                 "data": [_percent(g.pass_rate) for g in grades]},
+                {"type": "bar", "name": _t(lang, "全市（差分隐私）", "City (DP)"), "itemStyle": {"color": GREY},
+                 "data": [_percent(city_by_grade.get(g.grade)) for g in grades]},
+            ]}
+
+
+def literacy_radar(literacy: DigitalLiteracy, lang: str) -> dict[str, Any]:
+    """A teacher's five digital-literacy dimensions now, and at the assessment before."""
+    indicator = [{"name": label("dimension", d.dimension, lang), "max": 100, "min": 0} for d in literacy.dimensions]
+    now = [_num(d.score) for d in literacy.dimensions]
+    before = [None if d.score is None or d.change is None else _num(d.score - d.change) for d in literacy.dimensions]
+    data = [{"name": _t(lang, "最近一次", "Latest"), "value": now, "areaStyle": {"opacity": 0.25},
+             "lineStyle": {"color": BLUE}, "itemStyle": {"color": BLUE}}]
+    if any(value is not None for value in before):
+        data.append({"name": _t(lang, "上一次", "Previous"), "value": before, "symbol": "none",
+                     "lineStyle": {"type": "dashed", "color": GREY}, "itemStyle": {"color": GREY}})
+    return {**BASE, "legend": {"bottom": 0}, "tooltip": {},
+            "radar": {"indicator": indicator, "radius": "62%", "splitNumber": 4},
+            "series": [{"type": "radar", "data": data}]}
+
+
+def budget_bar(releases: Sequence[LedgerRelease], lang: str) -> dict[str, Any]:
+    """ε used and left per release, stacked to the release's total."""
+    names = [release.release for release in releases]
+    return {**BASE, "grid": {"left": 60, "right": 20, "top": 40, "bottom": 30}, "tooltip": {"trigger": "axis"},
+            "legend": {"top": 0}, "yAxis": {"type": "category", "data": names}, "xAxis": {"type": "value", "name": "ε"},
+            "series": [
+                {"type": "bar", "stack": "budget", "name": _t(lang, "已用 ε", "ε used"), "itemStyle": {"color": ORANGE},
+                 "data": [_num(r.epsilon_spent, 4) for r in releases], "label": {"show": True}},
+                {"type": "bar", "stack": "budget", "name": _t(lang, "剩余 ε", "ε left"), "itemStyle": {"color": GREEN},
+                 "data": [_num(r.epsilon_left, 4) for r in releases], "label": {"show": True}},
+            ]}
+
+
+def class_warning_pie(portraits: ClassPortraits, lang: str) -> dict[str, Any]:
+    """How many students of the class have a high, a watch, or no warning."""
+    none = len(portraits.students) - portraits.warnings_high - portraits.warnings_watch
+    slices = ((label("warning", "high", lang), portraits.warnings_high, RED),
+              (label("warning", "watch", lang), portraits.warnings_watch, ORANGE),
+              (_t(lang, "无预警", "None"), none, GREEN))
+    return {**BASE, "tooltip": {}, "legend": {"bottom": 0},
+            "series": [{"type": "pie", "radius": ["40%", "65%"], "center": ["50%", "45%"],
+                        "data": [{"name": name, "value": value, "itemStyle": {"color": colour},
+                                  "label": {"show": value > 0, "formatter": "{c}"}}
+                                 for name, value, colour in slices]}]}
+
+
+def _values(scores, names: Sequence[str]) -> list[float | None]:
+    return [None if scores is None else _num(getattr(scores, name)) for name in names]
+
+
+def _num(value: float | None, digits: int = 1) -> float | None:
+    if value is None:
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) else None
+    return round(number, digits) if math.isfinite(number) else None
 
 
-def _text(x: float, y: float, content: str, *, anchor: str, fill: str, weight: str = "normal") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}" '
-            f'font-weight="{weight}">{escape(content)}</text>')
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else _num(100 * rate)
+
+
+def _year_label(year: FitnessYear, lang: str) -> str:
+    school_year = f"{year.school_year}" if year.school_year is not None else "?"
+    return f"{school_year} {label('grade', year.grade, lang)}" if year.grade else school_year
+
+
+def _t(lang: str, zh: str, en: str) -> str:
+    return en if lang == "en" else zh

@@ -1,14 +1,20 @@
-"""The public response shapes. Internal records go through `from_record`, which names every
-field it copies, so nothing reaches a caller by accident (e.g. `school_id` never does)."""
+"""The public response shapes: what a caller (and a page) may see, field by field.
+
+Internal rows go through the `from_*` constructors, which name every field they copy, so nothing
+reaches a caller by accident: `school_id` never appears in a student's portrait, a teacher's
+teaching load never in a training center's view, a quarantined value never in an ingest report.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-Level = Literal["excellent", "good", "pass", "fail"]
+FitnessLevel = Literal["excellent", "good", "pass", "fail"]
+WarningLevel = Literal["high", "watch"]
+Direction = Literal["up", "down", "flat"]
 
 
 class Token(BaseModel):
@@ -18,6 +24,50 @@ class Token(BaseModel):
 
 class Health(BaseModel):
     status: str
+    checks: dict[str, str] = {}
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    scope: list[str]
+
+
+# --- where numbers come from ---------------------------------------------------------------
+
+
+class ModelRef(BaseModel):
+    """The registered model a number came from, and the (ε, δ) it was trained under."""
+
+    name: str | None = None
+    version: int | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any] | None) -> ModelRef | None:
+        return None if fields is None else cls(**fields)
+
+
+class DPReleaseRef(BaseModel):
+    """A differentially private statistics release and the ε it spent per student."""
+
+    release: str
+    epsilon: float
+    mechanism: str | None = None
+    as_of: str | None = None
+
+
+class WarningReason(BaseModel):
+    reason: str
+    level: WarningLevel
+    source: Literal["rule", "model"]
+    items: list[str] = []
+    value: float | None = None
+    model: ModelRef | None = None
+
+
+# --- fitness ---------------------------------------------------------------------------------
 
 
 class FitnessScores(BaseModel):
@@ -54,22 +104,15 @@ class FitnessYear(BaseModel):
     standard_score: float | None = None
     bonus: float | None = None
     total_score: float | None = None
-    level: Level | None = None
+    level: FitnessLevel | None = None
 
     @classmethod
     def from_record(cls, year: dict[str, Any]) -> FitnessYear:
         return cls(
-            school_year=year.get("school_year"),
-            grade=year.get("grade"),
-            test_date=year.get("test_date"),
-            bmi=year.get("bmi"),
-            bmi_category=year.get("bmi_category"),
-            bmi_score=year.get("score_bmi"),
-            scores=FitnessScores.from_record(year.get("scores")),
-            standard_score=year.get("standard_score"),
-            bonus=year.get("bonus"),
-            total_score=year.get("total_score"),
-            level=year.get("level"),
+            school_year=year.get("school_year"), grade=year.get("grade"), test_date=year.get("test_date"),
+            bmi=year.get("bmi"), bmi_category=year.get("bmi_category"), bmi_score=year.get("score_bmi"),
+            scores=FitnessScores.from_record(year.get("scores")), standard_score=year.get("standard_score"),
+            bonus=year.get("bonus"), total_score=year.get("total_score"), level=year.get("level"),
         )
 
 
@@ -84,19 +127,17 @@ class RiskScore(BaseModel):
     delta: float | None = None
 
     @classmethod
-    def from_record(cls, risk: dict[str, Any] | None) -> RiskScore | None:
-        if not risk or risk.get("probability") is None:
+    def from_row(cls, row: dict[str, Any] | None) -> RiskScore | None:
+        if not row or row.get("risk_probability") is None:
             return None
-        return cls(
-            probability=risk["probability"],
-            model_name=risk.get("model_name"),
-            model_version=risk.get("model_version"),
-            epsilon=risk.get("epsilon"),
-            delta=risk.get("delta"),
-        )
+        return cls(probability=row["risk_probability"], model_name=row.get("model_name"),
+                   model_version=row.get("model_version"), epsilon=row.get("model_epsilon"),
+                   delta=row.get("model_delta"))
 
 
-class StudentPortrait(BaseModel):
+class StudentFitness(BaseModel):
+    """What health staff may see of a student: fitness, its history, its risk and warnings."""
+
     student_key: str
     class_id: str | None = None
     grade: int | None = None
@@ -105,17 +146,459 @@ class StudentPortrait(BaseModel):
     latest: FitnessYear | None = None
     history: list[FitnessYear] = []
     risk: RiskScore | None = None
+    risk_available: bool = True
+    warning_level: WarningLevel | None = None
+    warnings: list[WarningReason] = []
+
+
+# --- the growth portrait -----------------------------------------------------------------------
+
+
+class FiveDomainScores(BaseModel):
+    """德智体美劳, each 0-100 from fixed-range indicators of this term (exact, not a model)."""
+
+    de: float | None = None
+    zhi: float | None = None
+    ti: float | None = None
+    mei: float | None = None
+    lao: float | None = None
+    overall: float | None = None
+    domains_computed: int | None = None
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> StudentPortrait:
-        latest = record.get("fitness_latest")
-        return cls(
-            student_key=record["student_key"],
-            class_id=record.get("class_id"),
-            grade=record.get("grade"),
-            sex=record.get("sex"),
-            school_year=record.get("school_year"),
-            latest=FitnessYear.from_record(latest) if latest else None,
-            history=[FitnessYear.from_record(year) for year in record.get("fitness_history") or ()],
-            risk=RiskScore.from_record(record.get("risk")),
-        )
+    def from_row(cls, row: dict[str, Any] | None) -> FiveDomainScores | None:
+        return None if not row else cls(**{name: row.get(name) for name in cls.model_fields})
+
+
+class DomainNorm(BaseModel):
+    domain: str
+    p10: float | None = None
+    p25: float | None = None
+    p50: float | None = None
+    p75: float | None = None
+    p90: float | None = None
+    band: str | None = Field(None, description="Where the student's score falls: below_p10, p10_p25, p25_p50, "
+                                               "p50_p75, p75_p90, above_p90")
+
+
+class FiveDomainNorms(BaseModel):
+    """City norms of the student's grade × sex, from the DP release (never computed here)."""
+
+    grade: int
+    sex: str
+    count: float | None = None
+    suppressed: bool = False
+    release: DPReleaseRef
+    domains: list[DomainNorm] = []
+
+
+class FiveDomain(BaseModel):
+    scores: FiveDomainScores | None = None
+    norms: FiveDomainNorms | None = None
+    norms_message: str | None = None
+
+
+class Academics(BaseModel):
+    subjects: int | None = None
+    mean_share: float | None = None
+    mean_z: float | None = None
+    imbalance_sd: float | None = None
+    imbalance_range: float | None = None
+    failed_subjects: int | None = None
+    trend: float | None = None
+
+
+class Literacy(BaseModel):
+    digital: float | None = None
+    reading: float | None = None
+    science: float | None = None
+    digital_change: float | None = None
+    reading_change: float | None = None
+    science_change: float | None = None
+    literacy_mean: float | None = None
+
+
+class Conduct(BaseModel):
+    volunteer_hours: float | None = None
+    honors: float | None = None
+    discipline_events: float | None = None
+    class_duty: float | None = None
+    discipline_4t: float | None = None
+    moral_share: float | None = None
+
+
+class ArtsAndLabor(BaseModel):
+    arts_hours: float | None = None
+    performances: float | None = None
+    labor_hours: float | None = None
+    labor_skill: float | None = None
+    music_share: float | None = None
+    art_share: float | None = None
+    labor_share: float | None = None
+    pe_share: float | None = None
+
+
+class Attendance(BaseModel):
+    days_enrolled: int | None = None
+    days_absent: int | None = None
+    attendance_rate: float | None = None
+    rate_change: float | None = None
+    attendance_rate_4t: float | None = None
+
+
+def from_row(model: type[BaseModel], row: dict[str, Any] | None):
+    """`model` with the fields it names copied from `row`; None without a row."""
+    return None if not row else model(**{name: row.get(name) for name in model.model_fields})
+
+
+class GrowthPoint(BaseModel):
+    subject: str
+    term_id: str
+    percentile: float
+
+
+class Growth(BaseModel):
+    """Growth percentiles (vertical: against students with the same history), per subject and term."""
+
+    available: bool
+    message: str | None = None
+    model: ModelRef | None = None
+    points: list[GrowthPoint] = []
+
+
+class RiskReason(BaseModel):
+    feature: str
+    effect: float
+
+
+class AcademicRisk(BaseModel):
+    available: bool
+    message: str | None = None
+    model: ModelRef | None = None
+    probability: float | None = None
+    level: str | None = None
+    reasons: list[RiskReason] = []
+
+
+class Trends(BaseModel):
+    """Direction since the previous term (academics, attendance) or test (fitness)."""
+
+    academics: Direction | None = None
+    fitness: Direction | None = None
+    attendance: Direction | None = None
+
+
+class StudentPortrait(StudentFitness):
+    """A class teacher's growth portrait of one student (everything of `StudentFitness`, and more)."""
+
+    five_domain: FiveDomain = FiveDomain()
+    academics: Academics | None = None
+    literacy: Literacy | None = None
+    conduct: Conduct | None = None
+    arts_labor: ArtsAndLabor | None = None
+    attendance: Attendance | None = None
+    trends: Trends = Trends()
+    growth: Growth
+    academic_risk: AcademicRisk
+
+
+# --- a class -----------------------------------------------------------------------------------
+
+
+class StudentSummary(BaseModel):
+    student_key: str
+    grade: int | None = None
+    sex: Literal["m", "f"] | None = None
+    five_domain: FiveDomainScores | None = None
+    fitness_level: FitnessLevel | None = None
+    fitness_total: float | None = None
+    risk: RiskScore | None = None
+    warning_level: WarningLevel | None = None
+    reasons: list[str] = []
+    trends: Trends = Trends()
+
+
+class ClassOutcomes(BaseModel):
+    """The class's own term (exact: the teacher sees every student of it anyway)."""
+
+    term_id: str | None = None
+    students: int | None = None
+    mean_score_share: float | None = None
+    pass_rate: float | None = None
+    fitness_tested: int | None = None
+    mean_fitness_total: float | None = None
+    fitness_pass_rate: float | None = None
+    fitness_good_rate: float | None = None
+    attendance_rate: float | None = None
+    median_growth_percentile: float | None = None
+
+
+class ClassPortraits(BaseModel):
+    class_id: str
+    grade: int | None = None
+    school_year: int | None = None
+    outcomes: ClassOutcomes | None = None
+    warnings_high: int = 0
+    warnings_watch: int = 0
+    risk_available: bool = True
+    students: list[StudentSummary] = []
+
+
+# --- a school's fitness ------------------------------------------------------------------------
+
+
+class FitnessWarningRow(BaseModel):
+    student_key: str
+    class_id: str | None = None
+    grade: int | None = None
+    sex: Literal["m", "f"] | None = None
+    level: FitnessLevel | None = None
+    total_score: float | None = None
+    total_change: float | None = None
+    risk: RiskScore | None = None
+    warning_level: WarningLevel
+    reasons: list[WarningReason] = []
+
+
+class FitnessWarnings(BaseModel):
+    school_id: str
+    grade: int | None = None
+    level: FitnessLevel | None = None
+    reason: str | None = None
+    sort: str
+    total: int
+    offset: int
+    limit: int
+    risk_available: bool
+    warnings: list[FitnessWarningRow] = []
+
+
+class GradeFitness(BaseModel):
+    """One grade of the school (exact: health staff see each of these students anyway)."""
+
+    grade: int
+    students: int
+    tested: int
+    levels: dict[str, int]
+    pass_rate: float | None = None
+    mean_total: float | None = None
+    warnings_high: int = 0
+
+
+class CityPassRate(BaseModel):
+    """City pass rate of a grade (and sex, or both when None), from the DP release."""
+
+    school_year: int
+    grade: int
+    sex: str | None = None
+    tested: float | None = None
+    pass_rate: float | None = None
+    suppressed: bool
+
+
+class SchoolFitnessStatistics(BaseModel):
+    school_id: str
+    grades: list[GradeFitness]
+    city: list[CityPassRate] = []
+    city_release: DPReleaseRef | None = None
+    city_message: str | None = None
+
+
+# --- training centers ----------------------------------------------------------------------------
+
+
+class DimensionScore(BaseModel):
+    dimension: str
+    score: float | None = None
+    change: float | None = None
+
+
+class DigitalLiteracy(BaseModel):
+    """The five dimensions of JY/T 0646—2022 at the latest assessment, and the change since the one before."""
+
+    dimensions: list[DimensionScore]
+    mean_score: float | None = None
+    change_mean_score: float | None = None
+    assessments_taken: int | None = None
+
+
+class TrainingRecord(BaseModel):
+    term_id: str | None = None
+    hours_completed: float | None = None
+    hours_completed_in_term: float | None = None
+    courses_completed: int | None = None
+    courses_enrolled: int | None = None
+    completion_rate: float | None = None
+    hours_by_dimension: dict[str, float | None] = {}
+
+
+class CourseRecommendation(BaseModel):
+    course_id: str
+    title: str | None = None
+    expected_gain: float | None = None
+    dimension: str | None = None
+    reason: str | None = None
+
+
+class TeacherRecommendations(BaseModel):
+    teacher_key: str
+    available: bool
+    message: str | None = None
+    model: ModelRef | None = None
+    recommendations: list[CourseRecommendation] = []
+
+
+class TeacherPortrait(BaseModel):
+    """What a training center may see of a teacher: digital literacy and training, nothing else."""
+
+    teacher_key: str
+    digital_literacy: DigitalLiteracy | None = None
+    training: TrainingRecord | None = None
+    courses_here: list[str] = []
+
+
+class CourseStats(BaseModel):
+    term_id: str | None = None
+    enrolled: int | None = None
+    enrolled_in_term: int | None = None
+    completed: int | None = None
+    completion_rate: float | None = None
+    ratings: int | None = None
+    mean_satisfaction: float | None = None
+
+
+class CourseSummary(BaseModel):
+    course_id: str
+    title: str
+    subject: str | None = None
+    level: str | None = None
+    hours: float | None = None
+    dimensions: list[str] = []
+    stats: CourseStats | None = None
+
+
+class CourseInvite(BaseModel):
+    teacher_key: str
+    expected_gain: float | None = None
+    dimension: str | None = None
+    reason: str | None = None
+
+
+class CourseInvites(BaseModel):
+    course: CourseSummary
+    available: bool
+    message: str | None = None
+    model: ModelRef | None = None
+    invites: list[CourseInvite] = []
+    enrolled_teachers: list[str] = []
+
+
+class CenterOverview(BaseModel):
+    center_id: str
+    courses: list[CourseSummary]
+    teachers_trained: int
+    invites_available: bool
+
+
+# --- the data officer ----------------------------------------------------------------------------
+
+
+class LedgerSpend(BaseModel):
+    id: int
+    what: str
+    mechanism: str
+    accountant: str
+    epsilon: float
+    delta: float
+    snapshot: str
+    spent_at: str
+
+
+class LedgerRelease(BaseModel):
+    release: str
+    epsilon_total: float
+    delta_total: float
+    epsilon_spent: float
+    delta_spent: float
+    epsilon_left: float
+    delta_left: float
+    spends: list[LedgerSpend] = []
+
+
+class Ledger(BaseModel):
+    composition: str = "basic: the ε's and δ's of a release's spends add up"
+    releases: list[LedgerRelease] = []
+
+
+class AuditResult(BaseModel):
+    target: str
+    attack: str
+    auc: float | None = None
+    tpr_at_1pct_fpr: float | None = None
+    tpr_at_01pct_fpr: float | None = None
+    epsilon_lower_bound: float | None = None
+
+
+class ModelVersionSummary(BaseModel):
+    name: str
+    version: int
+    aliases: list[str] = []
+    created_at: str | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+    data_release: str | None = None
+    audits: list[AuditResult] = []
+
+
+class ModelCard(ModelVersionSummary):
+    card_markdown: str
+    metrics: dict[str, float] = {}
+
+
+class ModelOutputStatus(BaseModel):
+    model: str
+    view: str
+    available: bool
+
+
+class ModelsOverview(BaseModel):
+    versions: list[ModelVersionSummary] = []
+    outputs: list[ModelOutputStatus] = []
+
+
+class LakeTableRow(BaseModel):
+    table: str
+    rows: int
+    rows_quarantined: int
+    written_at: str
+
+
+class QuarantineRow(BaseModel):
+    table: str
+    column: str
+    rule: str
+    rows: int
+
+
+class IngestReport(BaseModel):
+    lake_version: str | None = None
+    tables: list[LakeTableRow] = []
+    quarantine: list[QuarantineRow] = []
+
+
+class AuditLogEntry(BaseModel):
+    at: str
+    user: str
+    role: str
+    read: str | None = None
+    denied: str | None = None
+    key: str | None = None
+
+
+class AuditLogPage(BaseModel):
+    entries: list[AuditLogEntry] = []
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+    code: str | None = None

@@ -281,7 +281,18 @@ def test_privacy_open_sets_a_total_once_and_refuses_bad_budgets(home):
 def test_train_refuses_an_unknown_model_or_epsilon_before_touching_anything(home):
     result = runner.invoke(app, ["train", "fitness_risk", "weather"])
     assert result.exit_code == 1
-    assert "unknown model(s) weather; known: fitness_risk" in result.output
+    assert "unknown model(s) weather; known: growth, fitness_risk, academic_risk" in result.output
     result = runner.invoke(app, ["train", "--epsilon", "-1"])
     assert result.exit_code == 1 and "epsilon must be > 0" in result.output
     assert not (home / "mlflow").exists()
+
+
+def test_users_add_list_disable(home):
+    result = runner.invoke(app, ["users", "add", "wang", "--role", "class_teacher", "--scope", "C01",
+                                 "--password", "a long enough passphrase"])
+    assert result.exit_code == 0, result.output
+    assert "active" in runner.invoke(app, ["users", "list"]).output
+    assert runner.invoke(app, ["users", "disable", "wang"]).exit_code == 0
+    assert "disabled" in runner.invoke(app, ["users", "list"]).output
+    missing = runner.invoke(app, ["users", "disable", "nobody"])
+    assert missing.exit_code == 1 and "no user 'nobody'" in missing.output

@@ -27,9 +27,16 @@ def _growth(store, settings: Settings, epsilon: float | None):
     return train_growth(store, settings, GrowthConfig(epsilon=epsilon or settings.growth_epsilon))
 
 
+def _academic_risk(store, settings: Settings, epsilon: float | None):
+    from training.academic_risk import AcademicRiskConfig, train_academic_risk
+
+    return train_academic_risk(store, settings, AcademicRiskConfig(epsilon=epsilon or settings.academic_risk_epsilon))
+
+
 TRAINERS: dict[str, Callable[[Any, Settings, float | None], Any]] = {
     "growth": _growth,
     "fitness_risk": _fitness_risk,
+    "academic_risk": _academic_risk,
 }
 
 

@@ -1,47 +1,135 @@
-"""Batch scoring: the champion model scores every student; scores go back to the online store.
+"""Batch scoring: each champion model scores every current student; scores go back to the online store.
 
-Serving never runs a model: it reads these scores, with the model version and its ε beside them.
+Serving never runs a model: it reads these scores, with the model's name, version and (ε, δ) beside
+them (the score-view contract in `features.feature_repo.SCORE_VIEWS`).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 
 from core.config import Settings
 from features.feature_repo import publish, score_views
 from features.lake import write_parquet
-from training.fitness_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME
 from training.registry import mlflow_client
 
 
-def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> int:
-    """Score each student's latest fitness features with `models:/fitness_risk@<alias>`."""
+def score_all(store, settings: Settings, *, alias: str = "champion") -> dict[str, int]:
+    """Every registered model's champion scores its students; {score view: rows}. Models not
+    registered yet are skipped (serving shows them as not yet available)."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow_client(settings)
+    written = {}
+    for model, scorer in (("fitness_risk", score_fitness_risk), ("growth", score_growth),
+                          ("academic_risk", score_academic_risk)):
+        try:
+            client.get_model_version_by_alias(model, alias)
+        except MlflowException:
+            continue
+        view, frame = scorer(store, settings, alias=alias)
+        settings.scores_dir.mkdir(parents=True, exist_ok=True)
+        write_parquet(frame, settings.scores_dir / f"{view}.parquet")
+        written[view] = len(frame)
+    publish(store, score_views(settings.scores_dir))
+    return written
+
+
+def _champion(settings: Settings, name: str, alias: str):
     import mlflow
 
-    version = mlflow_client(settings).get_model_version_by_alias(MODEL_NAME, alias)
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    version = mlflow_client(settings).get_model_version_by_alias(name, alias)
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    return model, {"model_name": name, "model_version": int(version.version),
+                   "model_epsilon": float(version.tags["epsilon"]), "model_delta": float(version.tags["delta"])}
 
-    now = datetime.now(timezone.utc)
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(timezone.utc)).as_unit("us")
+
+
+def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+    """Each student's latest fitness features, scored by `models:/fitness_risk@<alias>`."""
+    from training.fitness_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME
+
+    model, provenance = _champion(settings, MODEL_NAME, alias)
     source = store.get_feature_view("student_fitness").batch_source.path
     keys = pd.read_parquet(source, columns=["student_key"]).drop_duplicates()
-    entity_rows = keys.assign(event_timestamp=pd.Timestamp(now).as_unit("us"))
     features = store.get_historical_features(
-        entity_df=entity_rows, features=store.get_feature_service(FEATURE_SERVICE)
-    ).to_df()
+        entity_df=keys.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
     features = features.dropna(subset=["total_score"])  # no test within the view's TTL: nothing to score
-
-    scores = pd.DataFrame({
-        "student_key": features["student_key"].astype("string"),
-        "event_timestamp": pd.Timestamp(now).as_unit("us"),
-        "risk_probability": model.predict_proba(features[FEATURES].to_numpy(dtype=float))[:, 1],
-        "model_name": MODEL_NAME,
-        "model_version": int(version.version),
-        "model_epsilon": float(version.tags["epsilon"]),
-        "model_delta": float(version.tags["delta"]),
+    return "fitness_risk_score", pd.DataFrame({
+        "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
+        "risk_probability": model.predict_proba(features[FEATURES].to_numpy(dtype=float))[:, 1], **provenance,
     })
-    settings.scores_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet(scores, settings.scores_dir / "fitness_risk_score.parquet")
-    publish(store, score_views(settings.scores_dir))
-    return len(scores)
+
+
+def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+    """Students graded in the latest term: probability, level and the three strongest reasons."""
+    from training.academic_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME, NEUTRAL
+
+    model, provenance = _champion(settings, MODEL_NAME, alias)
+    source = store.get_feature_view("student_academics").batch_source.path
+    rows = pd.read_parquet(source, columns=["student_key", "event_timestamp"])
+    latest = rows.loc[rows["event_timestamp"] == rows["event_timestamp"].max(), ["student_key"]]
+    features = store.get_historical_features(
+        entity_df=latest.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
+    X = features[FEATURES].fillna(dict(zip(FEATURES, NEUTRAL, strict=True))).to_numpy(dtype=float)
+    reasons = [json.dumps([{"feature": r.feature, "value": r.value, "effect": round(r.effect, 4)} for r in student])
+               for student in model.explain(X)]
+    return "academic_risk_score", pd.DataFrame({
+        "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
+        "risk_probability": model.predict_proba(X)[:, 1], "level": model.predict_level(X),
+        "reasons_json": reasons, **provenance,
+    })
+
+
+def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+    """Every subject and term of each student on the latest roll: their growth percentile given up
+    to three terms before (consecutive terms by index; a gap cuts the priors, as in fitting)."""
+    from training.growth import MODEL_NAME, PRIORS, SCORE, VIEW
+
+    model, provenance = _champion(settings, MODEL_NAME, alias)
+    source = store.get_feature_view(VIEW).batch_source.path
+    rows = pd.read_parquet(source, columns=["student_key", "subject", "event_timestamp", SCORE])
+    current = set(rows.loc[rows["event_timestamp"] == rows["event_timestamp"].max(), "student_key"])
+    rows = rows[rows["student_key"].isin(current)]
+    terms = _terms(settings)
+    rows = rows.merge(terms, on="event_timestamp")
+    wide = rows.pivot_table(index=["student_key", "subject"], columns="idx", values=SCORE, aggfunc="first")
+    scored = []
+    for idx in sorted(rows["idx"].unique()):
+        priors = [wide.get(idx - k) for k in range(PRIORS, 0, -1)]
+        if priors[-1] is None or idx not in wide:
+            continue
+        X = np.column_stack([p.to_numpy(float) if p is not None else np.full(len(wide), np.nan) for p in priors])
+        y = wide[idx].to_numpy(float)
+        ok = ~np.isnan(y) & ~np.isnan(X[:, -1])
+        if ok.any():
+            part = wide.index[ok].to_frame(index=False).assign(idx=idx)
+            part["percentile"] = model.growth_percentile(X[ok], y[ok])
+            scored.append(part)
+    if not scored:
+        columns = ["student_key", "event_timestamp", "growth_json", "median_growth_percentile", *provenance]
+        return "growth_score", pd.DataFrame(columns=columns)
+    growth = pd.concat(scored).merge(terms[["idx", "term_id"]], on="idx").sort_values(["student_key", "idx", "subject"])
+    latest = growth[growth["idx"] == growth["idx"].max()].groupby("student_key")["percentile"].median()
+    lines = growth.groupby("student_key")[["subject", "term_id", "percentile"]].apply(
+        lambda g: json.dumps([{"subject": s, "term_id": t, "percentile": int(p)} for s, t, p in g.itertuples(False)]))
+    frame = pd.DataFrame({"student_key": lines.index.astype("string"), "event_timestamp": _now(),
+                          "growth_json": lines.to_numpy(), "median_growth_percentile": latest.reindex(lines.index)
+                          .to_numpy(float), **provenance})
+    return "growth_score", frame
+
+
+def _terms(settings: Settings) -> pd.DataFrame:
+    """term_id, idx (school_year * 2 + term - 1: consecutive terms differ by 1) and the term's end as
+    the indicators date it (end_date at 00:00 UTC)."""
+    terms = pd.read_parquet(settings.lake_dir / "terms.parquet", columns=["term_id", "school_year", "term", "end_date"])
+    return pd.DataFrame({"term_id": terms["term_id"], "idx": terms["school_year"] * 2 + terms["term"] - 1,
+                         "event_timestamp": pd.to_datetime(terms["end_date"]).dt.normalize().dt.tz_localize("UTC")
+                         .dt.as_unit("us")})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.routes import auth, students
+from serving.api.routes import auth, centers, classes, courses, oversight, schools, students, teachers
 
 api_router = APIRouter()
-api_router.include_router(auth.router)
-api_router.include_router(students.router)
+for module in (auth, students, classes, schools, teachers, courses, centers, oversight):
+    api_router.include_router(module.router)

@@ -1,37 +1,50 @@
-"""Fixtures for the serving tests: an app over an in-memory reader and a temporary home."""
+"""Fixtures for the serving tests: an app over the small in-memory city and a temporary home."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from fastapi.testclient import TestClient
-from serving_testdata import PASSWORD, portrait_record
+from serving_testdata import PASSWORD, USERS, directory, feature_reader, model_cards
 
 from core.config import Settings
 from serving.app import create_app
-from serving.reader import InMemoryPortraitReader
 from serving.users import UserStore
 
 
+@pytest.fixture(scope="session")
+def users_db(tmp_path_factory):
+    """The users, hashed once per session (scrypt is slow on purpose); each test gets a copy."""
+    path = tmp_path_factory.mktemp("users") / "users.db"
+    store = UserStore(path)
+    for username, (role, scope) in USERS.items():
+        store.add(username, PASSWORD, role, scope)
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(home=tmp_path)
+def settings(tmp_path, users_db) -> Settings:
+    settings = Settings(home=tmp_path)
+    shutil.copy(users_db, settings.users_path)
+    return settings
 
 
 @pytest.fixture
 def users(settings) -> UserStore:
-    store = UserStore(settings.users_path)
-    store.add("teacher", PASSWORD, "class_teacher", ["class-1"])
-    store.add("nurse", PASSWORD, "health_staff", ["school-A"])
-    store.add("officer", PASSWORD, "data_officer", [])
-    return store
+    return UserStore(settings.users_path)
 
 
 @pytest.fixture
-def client(settings, users) -> TestClient:
-    reader = InMemoryPortraitReader([
-        portrait_record("stu-own", "class-1", "school-A"),
-        portrait_record("stu-other-class", "class-2", "school-A"),
-        portrait_record("stu-other-school", "class-9", "school-B"),
-    ])
-    return TestClient(create_app(settings, reader))
+def features():
+    return feature_reader()
 
+
+@pytest.fixture
+def app(settings, users, features):
+    return create_app(settings, features, directory=directory(), model_cards=model_cards())
+
+
+@pytest.fixture
+def client(app) -> TestClient:
+    return TestClient(app)

@@ -1,122 +1,348 @@
+"""The JSON API: sign-in, probes, what each role's answers hold (and leave out), models to come."""
+
+from __future__ import annotations
+
+import json
 import logging
 
-from serving_testdata import PASSWORD, bearer, token_for
+import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
+from serving_testdata import PASSWORD, bearer, directory, feature_reader, token_for
 
 from core.config import Settings
+from privacy.ledger import PrivacyLedger
 from serving.app import create_app
-from serving.reader import InMemoryPortraitReader
+from serving.audit import audit_path
+from serving.online import InMemoryFeatureReader
 from serving.security import create_access_token
+from serving.throttle import LoginThrottle
 
-DENIED = {"detail": "You may not read this student's portrait."}
+
+def _get(client, user, path, **params):
+    response = client.get(path, headers=bearer(token_for(client, user)), params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def write_dp_statistics(settings: Settings) -> None:
+    """Release files shaped like `training.statistics` writes them (grade 9 and 7, both sexes)."""
+    folder = settings.home / "statistics"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for grade in (7, 9):
+        for sex in "mf":
+            rows.append({"grade": grade, "sex": sex, "domain": None, "statistic": "count", "value": 120.0, "epsilon": 0.1})
+            for domain in ("de", "zhi", "ti", "mei", "lao"):
+                for stat, value in (("p10", 50.0), ("p25", 60.0), ("p50", 70.0), ("p75", 80.0), ("p90", 88.0)):
+                    rows.append({"grade": grade, "sex": sex, "domain": domain, "statistic": stat, "value": value, "epsilon": 0.1})
+    norms = pd.DataFrame(rows).assign(term_end=pd.Timestamp("2026-01-20", tz="UTC"), suppressed=False,
+                                      mechanism="OpenDP exponential mechanism (quantiles)", noise_scale=1.0)
+    norms["value"] = norms["value"].astype("Float64")
+    norms.to_parquet(folder / "five_domain_norms.parquet")
+    rates = []
+    for grade in (7, 9):
+        for sex, tested, passing in (("m", 100.0, 90.0), ("f", 100.0, 70.0)):
+            rates += [{"grade": grade, "sex": sex, "statistic": "tested", "value": tested, "epsilon": 0.2},
+                      {"grade": grade, "sex": sex, "statistic": "passing", "value": passing, "epsilon": 0.2},
+                      {"grade": grade, "sex": sex, "statistic": "pass_rate", "value": passing / tested, "epsilon": 0.4}]
+    frame = pd.DataFrame(rates).assign(school_year=2025, suppressed=False, mechanism="Integer Laplace",
+                                       noise_scale=5.0)
+    frame["value"] = frame["value"].astype("Float64")
+    frame.to_parquet(folder / "fitness_pass_rates.parquet")
+
+
+# --- probes and sign-in ----------------------------------------------------------------------------
 
 
 def test_healthz_needs_nothing(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
 
 
-def test_readyz_asks_the_reader(client):
-    assert client.get("/readyz").json() == {"status": "ready"}
+def test_readyz_checks_store_directory_and_the_models_trained_today(client):
+    body = client.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["checks"]["online_store"] == body["checks"]["directory"] == "ok"
+    assert body["checks"]["model:fitness_risk:fitness_risk_score"] == "ok"
+    assert body["checks"]["model:growth:growth_score"] == "absent"  # still to come: reported, not required
 
 
-def test_readyz_reports_a_reader_that_cannot_be_built(tmp_path):
-    # No reader given: the app would build the Feast one, which is not importable here.
-    app = create_app(Settings(home=tmp_path))
-    response = TestClient(app, raise_server_exceptions=False).get("/readyz")
-    assert response.status_code == 503
-    assert response.json() == {"status": "not ready"}
+def test_readyz_is_503_without_the_fitness_risk_scores(settings, users):
+    views = {name: rows for name, rows in feature_reader()._views.items() if name != "fitness_risk_score"}
+    client = TestClient(create_app(settings, InMemoryFeatureReader(views), directory=directory()))
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "not ready"
 
 
-def test_token_flow_returns_a_bearer_token(client):
-    response = client.post("/api/v1/token", data={"username": "teacher", "password": PASSWORD})
-    assert response.status_code == 200
-    body = response.json()
-    assert body["token_type"] == "bearer" and body["access_token"]
+def test_readyz_reports_a_store_that_cannot_be_built(tmp_path):
+    # No reader given: the app would build the Feast one over an empty home.
+    response = TestClient(create_app(Settings(home=tmp_path)), raise_server_exceptions=False).get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "not ready"
 
 
-def test_wrong_password_is_401_with_an_actionable_message(client):
-    response = client.post("/api/v1/token", data={"username": "teacher", "password": "nope"})
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-    assert "Incorrect username or password" in response.json()["detail"]
-    unknown = client.post("/api/v1/token", data={"username": "ghost", "password": "nope"})
-    assert unknown.status_code == 401 and unknown.json() == response.json()
+def test_openapi_documents_every_route_with_its_refusals(client):
+    spec = client.get("/openapi.json").json()
+    portrait = spec["paths"]["/api/v1/students/{student_key}/portrait"]["get"]
+    assert {"200", "401", "403", "404"} <= set(portrait["responses"])
+    assert client.get("/docs").status_code == 200
 
 
-def test_portrait_without_token_is_401(client):
-    response = client.get("/api/v1/students/stu-own/portrait")
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-def test_garbage_or_expired_token_is_401(client, settings):
-    expired = create_access_token("teacher", "class_teacher", ["class-1"], settings.secret("token"), -1)
-    for token in ("garbage", expired):
-        response = client.get("/api/v1/students/stu-own/portrait", headers=bearer(token))
-        assert response.status_code == 401
-
-
-def test_class_teacher_reads_own_class_student(client, caplog):
+def test_token_flow_and_me(client):
     token = token_for(client, "teacher")
-    with caplog.at_level(logging.INFO, logger="portrait.audit"):
-        response = client.get("/api/v1/students/stu-own/portrait", headers=bearer(token))
-    assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {"student_key", "class_id", "grade", "sex", "school_year", "latest", "history", "risk"}
-    assert "school_id" not in response.text and "school-A" not in response.text
+    assert _get(client, "teacher", "/api/v1/me") == {"username": "teacher", "role": "class_teacher",
+                                                      "scope": ["class-1", "class-empty"]}
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(client):
+    response = client.post("/api/v1/token", data={"username": "teacher", "password": "nope"})
+    unknown = client.post("/api/v1/token", data={"username": "ghost", "password": "nope"})
+    assert response.status_code == unknown.status_code == 401
+    assert response.json() == unknown.json()
+    assert "Incorrect username or password" in response.json()["detail"]
+
+
+def test_garbage_expired_or_disabled_tokens_are_401(client, settings, users):
+    expired = create_access_token("teacher", "class_teacher", ["class-1"], settings.secret("token"), -1)
+    good = token_for(client, "teacher")
+    for token in ("garbage", expired):
+        assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+    users.disable("teacher")
+    assert client.get("/api/v1/me", headers=bearer(good)).status_code == 401
+
+
+def test_failed_logins_are_rate_limited_per_account(settings, users):
+    now = [0.0]
+    throttle = LoginThrottle(max_failures_per_account=3, window_seconds=600, clock=lambda: now[0])
+    client = TestClient(create_app(settings, feature_reader(), directory=directory(), throttle=throttle))
+    for _ in range(3):
+        assert client.post("/api/v1/token", data={"username": "teacher", "password": "x"}).status_code == 401
+    locked = client.post("/api/v1/token", data={"username": "teacher", "password": PASSWORD})
+    assert locked.status_code == 429, "the right password during a lockout is refused too"
+    assert int(locked.headers["retry-after"]) == 600 and "Wait about 10 minute" in locked.json()["detail"]
+    # Another account is not locked by this one's failures; the page sign-in shares the lock.
+    assert client.post("/api/v1/token", data={"username": "nurse", "password": PASSWORD}).status_code == 200
+    assert client.post("/login", data={"username": "teacher", "password": PASSWORD}).status_code == 429
+    now[0] = 601.0
+    assert client.post("/api/v1/token", data={"username": "teacher", "password": PASSWORD}).status_code == 200
+
+
+# --- class teachers ----------------------------------------------------------------------------------
+
+
+def test_portrait_holds_every_domain_with_where_each_number_comes_from(client, settings):
+    write_dp_statistics(settings)
+    body = _get(client, "teacher", "/api/v1/students/stu-own/portrait")
     assert (body["student_key"], body["class_id"], body["grade"], body["sex"]) == ("stu-own", "class-1", 9, "f")
+    assert "school_id" not in json.dumps(body) and "school-A" not in json.dumps(body)
     assert [year["school_year"] for year in body["history"]] == [2023, 2024, 2025]
-    assert body["history"][0]["test_date"] == "2023-11-03"
-    assert body["latest"]["level"] == "excellent" and body["latest"]["bonus"] == 2.0
-    assert body["latest"]["scores"]["pull_up"] is None
+    assert body["latest"]["level"] == "excellent" and body["latest"]["test_date"] == "2025-11-03"
     assert body["risk"] == {"probability": 0.12, "model_name": "fitness_risk", "model_version": 3,
                             "epsilon": 2.0, "delta": 1e-5}
-    [audit] = [record for record in caplog.records if record.name == "portrait.audit"]
-    assert "user=teacher" in audit.getMessage() and "student_key=stu-own" in audit.getMessage()
-    assert PASSWORD not in audit.getMessage()
+    five = body["five_domain"]
+    assert five["scores"]["ti"] == 91.0
+    assert five["norms"]["release"]["release"] == "five_domain_norms"
+    assert five["norms"]["release"]["epsilon"] == pytest.approx(2.6)  # count 0.1 + 5 domains × 5 × 0.1
+    bands = {norm["domain"]: norm["band"] for norm in five["norms"]["domains"]}
+    assert bands == {"de": "p75_p90", "zhi": "p50_p75", "ti": "above_p90", "mei": "p25_p50", "lao": "p50_p75"}
+    assert body["academics"]["mean_share"] == 0.78 and body["attendance"]["days_absent"] == 2
+    assert body["trends"] == {"academics": "up", "fitness": "up", "attendance": "flat"}
+    assert body["warnings"] == [] and body["warning_level"] is None
 
 
-def test_other_class_and_unknown_key_are_indistinguishable(client):
+def test_models_still_to_come_say_so_instead_of_showing_numbers(client):
+    body = _get(client, "teacher", "/api/v1/students/stu-own/portrait")
+    assert body["growth"] == {"available": False, "model": None, "points": [],
+                              "message": "not yet available: the growth model has not been scored into the online store"}
+    assert body["academic_risk"]["available"] is False and body["academic_risk"]["probability"] is None
+
+
+def test_models_slot_in_once_their_scores_are_in_the_online_store(settings, users):
+    client = TestClient(create_app(settings, feature_reader(with_future_models=True), directory=directory()))
+    body = _get(client, "teacher", "/api/v1/students/stu-own/portrait")
+    assert body["growth"]["available"] and body["growth"]["model"] == {"name": "growth", "version": 1,
+                                                                       "epsilon": 3.0, "delta": 1e-6}
+    assert {(p["subject"], p["term_id"]) for p in body["growth"]["points"]} >= {("math", "2024-1"), ("chinese", "2025-1")}
+    assert body["academic_risk"]["probability"] == 0.3 and body["academic_risk"]["reasons"][0]["feature"] == "attendance_rate"
+    assert "academic_model_risk" in {w["reason"] for w in body["warnings"]}
+    recommendations = _get(client, "center", "/api/v1/teachers/tch-own/recommendations")
+    assert recommendations["recommendations"][0] == {"course_id": "course-2", "title": "Course course-2",
+                                                     "expected_gain": 4.5, "dimension": "application",
+                                                     "reason": "weakest dimension: application"}
+    invites = _get(client, "center", "/api/v1/courses/course-1/invites")
+    assert invites["available"] and invites["invites"][0]["teacher_key"] == "tch-own"
+
+
+def test_warnings_give_reasons_items_and_the_model_behind_them(client):
+    body = _get(client, "teacher", "/api/v1/students/stu-own-2/portrait")
+    reasons = {w["reason"]: w for w in body["warnings"]}
+    assert body["warning_level"] == "high"
+    assert reasons["fitness_model_risk"]["source"] == "model" and reasons["fitness_model_risk"]["value"] == 0.71
+    assert reasons["fitness_model_risk"]["model"] == {"name": "fitness_risk", "version": 3, "epsilon": 2.0,
+                                                      "delta": 1e-5}
+    assert reasons["fitness_failed"]["items"] == ["run_50m"] and reasons["fitness_failed"]["source"] == "rule"
+    assert reasons["fitness_declining"]["items"] == ["run_50m"]
+    assert {"subjects_failed", "academic_decline", "chronic_absence"} <= set(reasons)
+    assert body["warnings"][0]["level"] == "high"  # the most serious first
+
+
+def test_class_portraits_summarise_each_student(client):
+    body = _get(client, "teacher", "/api/v1/classes/class-1/portraits")
+    assert [s["student_key"] for s in body["students"]] == ["stu-own", "stu-own-2"]
+    assert (body["warnings_high"], body["warnings_watch"]) == (1, 0)
+    weak = body["students"][1]
+    assert weak["fitness_level"] == "fail" and weak["risk"]["probability"] == 0.71
+    assert weak["trends"] == {"academics": "down", "fitness": "down", "attendance": "down"}
+    assert weak["five_domain"]["overall"] == 75.6
+    assert body["outcomes"]["fitness_pass_rate"] == 0.5
+
+
+def test_a_roster_entry_whose_enrollment_moved_is_left_out(settings, users):
+    reader = feature_reader()
+    reader.put("student_enrollment", "stu-own-2", {"school_year": 2025, "class_id": "class-2",
+                                                   "school_id": "school-A", "grade": 9})
+    client = TestClient(create_app(settings, reader, directory=directory()))
+    body = _get(client, "teacher", "/api/v1/classes/class-1/portraits")
+    assert [s["student_key"] for s in body["students"]] == ["stu-own"]
+
+
+# --- health staff ----------------------------------------------------------------------------------------
+
+
+def test_health_staff_see_fitness_and_nothing_else(client):
+    body = _get(client, "nurse", "/api/v1/students/stu-own-2/fitness")
+    assert set(body) == {"student_key", "class_id", "grade", "sex", "school_year", "latest", "history", "risk",
+                         "risk_available", "warning_level", "warnings"}
+    assert {w["reason"] for w in body["warnings"]} == {"fitness_model_risk", "fitness_failed", "fitness_declining"}
+    text = json.dumps(body)
+    for leak in ("five_domain", "academics", "attendance", "mean_share", "subjects_failed"):
+        assert leak not in text
+
+
+def test_fitness_warnings_rank_filter_and_sort(settings, users):
+    reader = feature_reader()
+    reader.put("fitness_risk_score", "stu-other-class", {"risk_probability": 0.3, "model_name": "fitness_risk",
+                                                         "model_version": 3, "model_epsilon": 2.0,
+                                                         "model_delta": 1e-5})
+    client = TestClient(create_app(settings, reader, directory=directory()))
+    body = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings")
+    assert [(w["student_key"], w["warning_level"]) for w in body["warnings"]] == [("stu-own-2", "high"),
+                                                                                 ("stu-other-class", "watch")]
+    assert body["total"] == 2 and body["risk_available"]
+    assert _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings", level="fail")["total"] == 1
+    declining = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings", reason="fitness_declining")
+    assert [w["student_key"] for w in declining["warnings"]] == ["stu-own-2"]
+    assert _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings", grade=7)["total"] == 0
+    by_total = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings", sort="total")
+    assert [w["student_key"] for w in by_total["warnings"]] == ["stu-own-2", "stu-other-class"]
+    paged = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings", limit=1, offset=1)
+    assert [w["student_key"] for w in paged["warnings"]] == ["stu-other-class"] and paged["total"] == 2
+    bad = client.get("/api/v1/schools/school-A/fitness-warnings", params={"reason": "grades"},
+                     headers=bearer(token_for(client, "nurse")))
+    assert bad.status_code == 422  # only fitness reasons exist for health staff
+
+
+def test_fitness_statistics_put_the_school_beside_the_dp_city(client, settings):
+    body = _get(client, "nurse", "/api/v1/schools/school-A/fitness-statistics")
+    assert body["city"] == [] and "portrait statistics" in body["city_message"]
+    write_dp_statistics(settings)
+    body = _get(client, "nurse", "/api/v1/schools/school-A/fitness-statistics")
+    [grade9] = body["grades"]
+    assert (grade9["grade"], grade9["students"], grade9["tested"]) == (9, 3, 3)
+    assert grade9["levels"] == {"excellent": 2, "good": 0, "pass": 0, "fail": 1}
+    assert grade9["pass_rate"] == pytest.approx(2 / 3)
+    both = [c for c in body["city"] if c["grade"] == 9 and c["sex"] is None]
+    assert both[0]["pass_rate"] == pytest.approx(0.8)  # (90 + 70) / (100 + 100): post-processing of the release
+    assert body["city_release"]["epsilon"] == pytest.approx(0.4)
+
+
+# --- training centers --------------------------------------------------------------------------------------
+
+
+def test_teacher_portrait_is_literacy_and_training_only(client):
+    body = _get(client, "center", "/api/v1/teachers/tch-own/portrait")
+    assert [d["dimension"] for d in body["digital_literacy"]["dimensions"]] == [
+        "awareness", "knowledge_skills", "application", "responsibility", "development"]
+    assert body["training"]["hours_completed"] == 36.0 and body["courses_here"] == ["course-1", "course-2"]
+    text = json.dumps(body)
+    for leak in ("school-A", "class-1", "head_class", "students_taught", "stu-"):
+        assert leak not in text
+
+
+def test_center_overview_and_unscored_invites(client):
+    body = _get(client, "center", "/api/v1/centers/center-1")
+    assert [c["course_id"] for c in body["courses"]] == ["course-1", "course-2"]
+    assert body["courses"][0]["stats"]["completion_rate"] == 0.75 and body["teachers_trained"] == 1
+    assert body["invites_available"] is False
+    invites = _get(client, "center", "/api/v1/courses/course-1/invites")
+    assert invites["available"] is False and invites["invites"] == [] and invites["enrolled_teachers"] == ["tch-own"]
+    assert "teacher_training" in invites["message"]
+
+
+# --- data officer ----------------------------------------------------------------------------------------------
+
+
+def test_ledger_shows_budget_used_and_left(client, settings):
+    ledger = PrivacyLedger(settings.ledger_url)
+    ledger.open_release("2025", epsilon=10.0, delta=1e-4)
+    ledger.spend("2025", what="fitness_risk DP-SGD", epsilon=2.0, delta=1e-5, mechanism="DP-SGD", accountant="prv")
+    [release] = _get(client, "officer", "/api/v1/privacy/ledger")["releases"]
+    assert (release["epsilon_spent"], release["epsilon_left"]) == (2.0, 8.0)
+    assert release["spends"][0]["what"] == "fitness_risk DP-SGD"
+
+
+def test_model_cards_with_audits_and_which_outputs_exist(client):
+    body = _get(client, "officer", "/api/v1/models")
+    assert [(v["name"], v["version"]) for v in body["versions"]] == [("fitness_risk", 3), ("fitness_risk", 2)]
+    assert body["versions"][0]["audits"][1]["epsilon_lower_bound"] == 1.9
+    outputs = {o["model"] + ":" + o["view"]: o["available"] for o in body["outputs"]}
+    assert outputs["fitness_risk:fitness_risk_score"] and not outputs["growth:growth_score"]
+    card = _get(client, "officer", "/api/v1/models/fitness_risk")
+    assert card["version"] == 3 and card["epsilon"] == 2.0 and card["card_markdown"].startswith("# fitness_risk v3")
+    assert _get(client, "officer", "/api/v1/models/fitness_risk", version=2)["version"] == 2
+
+
+def test_ingest_report_counts_quarantine_without_values(client, settings):
+    lake = settings.lake_dir
+    (lake / "quarantine").mkdir(parents=True)
+    pd.DataFrame({"student_id": ["a", "b"]}).to_parquet(lake / "students.parquet")
+    pd.DataFrame({"table": ["students"] * 2, "file": ["s.csv"] * 2, "row": [3, 4], "column": ["sex"] * 2,
+                  "value": ["x-raw-value", "y"], "rule": ["code"] * 2}).to_parquet(lake / "quarantine" / "students.parquet")
+    body = _get(client, "officer", "/api/v1/ingest/report")
+    assert body["tables"] == [{"table": "students", "rows": 2, "rows_quarantined": 2, "written_at": body["tables"][0]["written_at"]}]
+    assert body["quarantine"] == [{"table": "students", "column": "sex", "rule": "code", "rows": 2}]
+    assert "x-raw-value" not in json.dumps(body)
+
+
+# --- the audit trail -----------------------------------------------------------------------------------------
+
+
+def test_every_portrait_read_is_audited_with_the_pseudonym_only(client, settings, caplog):
     headers = bearer(token_for(client, "teacher"))
-    other = client.get("/api/v1/students/stu-other-class/portrait", headers=headers)
-    unknown = client.get("/api/v1/students/no-such-student/portrait", headers=headers)
-    assert other.status_code == unknown.status_code == 403
-    assert other.json() == unknown.json() == DENIED
-    assert other.content == unknown.content
+    with caplog.at_level(logging.INFO, logger="portrait.audit"):
+        client.get("/api/v1/students/stu-own/portrait", headers=headers)
+        client.get("/api/v1/classes/class-1/portraits", headers=headers)
+        # A denied key is caller input (perhaps a national id typed by mistake): never logged.
+        client.get("/api/v1/students/110101200501011234/portrait", headers=headers)
+    lines = [json.loads(line) for line in audit_path(settings.home).read_text().splitlines()]
+    reads = [(line["read"], line["key"]) for line in lines if "read" in line]
+    assert reads == [("student_portrait", "stu-own"), ("class_portraits", "stu-own"), ("class_portraits", "stu-own-2")]
+    assert all(line["user"] == "teacher" and line["role"] == "class_teacher" and line["at"] for line in lines)
+    assert lines[-1] == {"at": lines[-1]["at"], "user": "teacher", "role": "class_teacher", "denied": "student_portrait"}
+    text = audit_path(settings.home).read_text() + caplog.text
+    assert "110101200501011234" not in text and PASSWORD not in text
+    assert "excellent" not in text and "91.5" not in text  # no portrait values, only who read which key
+    entries = _get(client, "officer", "/api/v1/audit/reads")["entries"]
+    assert entries[0]["denied"] == "student_portrait" and entries[-1]["key"] == "stu-own"
 
 
-def test_health_staff_read_by_school(client):
-    headers = bearer(token_for(client, "nurse"))
-    assert client.get("/api/v1/students/stu-own/portrait", headers=headers).status_code == 200
-    assert client.get("/api/v1/students/stu-other-class/portrait", headers=headers).status_code == 200
-    other_school = client.get("/api/v1/students/stu-other-school/portrait", headers=headers)
-    assert other_school.status_code == 403 and other_school.json() == DENIED
-
-
-def test_other_roles_are_forbidden(client):
-    headers = bearer(token_for(client, "officer"))
-    response = client.get("/api/v1/students/stu-own/portrait", headers=headers)
-    assert response.status_code == 403 and response.json() == DENIED
-
-
-def test_disabled_user_is_401_even_with_a_valid_token(client, users):
-    token = token_for(client, "teacher")
-    users.disable("teacher")
-    assert client.get("/api/v1/students/stu-own/portrait", headers=bearer(token)).status_code == 401
-    response = client.post("/api/v1/token", data={"username": "teacher", "password": PASSWORD})
-    assert response.status_code == 401
-
-
-def test_portrait_with_missing_values(settings, users):
-    sparse = {"student_key": "stu-new", "class_id": "class-1", "school_id": "school-A",
-              "grade": None, "sex": None, "school_year": None,
-              "fitness_latest": None, "fitness_history": [], "risk": None}
-    client = TestClient(create_app(settings, InMemoryPortraitReader([sparse])))
-    response = client.get("/api/v1/students/stu-new/portrait", headers=bearer(token_for(client, "teacher")))
-    assert response.status_code == 200
-    assert response.json()["latest"] is None and response.json()["history"] == []
-    client.post("/login", data={"username": "teacher", "password": PASSWORD})
-    page = client.get("/students/stu-new")
-    assert page.status_code == 200 and "暂无体测记录" in page.text
+def test_cached_rows_are_dropped_when_the_store_changes(app, client, features):
+    headers = bearer(token_for(client, "teacher"))
+    client.get("/api/v1/classes/class-1/portraits", headers=headers)
+    reads = features.reads
+    client.get("/api/v1/classes/class-1/portraits", headers=headers)
+    assert features.reads == reads, "a second class read comes from the cache"
+    features.put("fitness_risk_score", "stu-own", {"risk_probability": 0.9, "model_name": "fitness_risk",
+                                                   "model_version": 4, "model_epsilon": 2.0, "model_delta": 1e-5})
+    body = client.get("/api/v1/classes/class-1/portraits", headers=headers).json()
+    assert body["students"][0]["risk"]["model_version"] == 4

@@ -1,56 +1,98 @@
-import re
+"""The ECharts options: plain JSON, the right series, gaps kept as gaps, labels in the reader's language."""
 
-from serving.charts import fitness_history_svg
+from __future__ import annotations
 
+import json
 
-def _year(school_year, grade, total):
-    return {"school_year": school_year, "grade": grade, "total_score": total}
-
-
-def _polyline_points(svg: str) -> list[list[str]]:
-    return [points.split() for points in re.findall(r'<polyline points="([^"]*)"', svg)]
-
-
-def test_one_point_per_year_on_one_line():
-    svg = fitness_history_svg([_year(2023, 7, 65.0), _year(2024, 8, 82.5), _year(2025, 9, 93.0)])
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    [points] = _polyline_points(svg)
-    assert len(points) == 3
-    assert svg.count("<circle") == 3
-    for label in ("65.0", "82.5", "93.0", "2023学年", "初一", "及格 60", "良好 80", "优秀 90"):
-        assert label in svg
-    assert svg.count('stroke-dasharray="6 4"') == 3
-
-
-def test_higher_score_is_drawn_higher():
-    [points] = _polyline_points(fitness_history_svg([_year(2023, 7, 50.0), _year(2024, 8, 100.0)]))
-    (_, y_low), (_, y_high) = (map(float, point.split(",")) for point in points)
-    assert y_high < y_low
+from serving import charts
+from serving.schemas import (
+    CityPassRate,
+    DigitalLiteracy,
+    DimensionScore,
+    DomainNorm,
+    DPReleaseRef,
+    FitnessScores,
+    FitnessYear,
+    FiveDomain,
+    FiveDomainNorms,
+    FiveDomainScores,
+    GradeFitness,
+    Growth,
+    GrowthPoint,
+    LedgerRelease,
+)
 
 
-def test_empty_history_draws_a_frame_and_a_message():
-    svg = fitness_history_svg([])
-    assert svg.startswith("<svg") and "暂无体测记录" in svg
-    assert "<polyline" not in svg and "<circle" not in svg
+def _year(school_year, grade, total, run_50m=None):
+    return FitnessYear(school_year=school_year, grade=grade, total_score=total,
+                       scores=FitnessScores(run_50m=run_50m, vital_capacity=80.0))
 
 
-def test_missing_total_breaks_the_line_but_keeps_its_year():
-    svg = fitness_history_svg([_year(2023, 7, 70.0), _year(2024, 8, None), _year(2025, 9, 80.0)])
-    assert [len(points) for points in _polyline_points(svg)] == [1, 1]
-    assert "未测" in svg and "2024学年" in svg
-    assert svg.count("<circle") == 2
+def test_five_domain_radar_against_the_norms():
+    norms = FiveDomainNorms(grade=9, sex="f", release=DPReleaseRef(release="five_domain_norms", epsilon=2.6),
+                            domains=[DomainNorm(domain=d, p25=60, p50=70, p75=80) for d in ("de", "zhi", "ti", "mei", "lao")])
+    option = charts.five_domain_radar(FiveDomain(scores=FiveDomainScores(de=80, zhi=72, ti=91, mei=65, lao=70),
+                                                 norms=norms), "zh")
+    json.dumps(option)
+    assert [i["name"] for i in option["radar"]["indicator"]] == ["德", "智", "体", "美", "劳"]
+    student, median, _p25, _p75 = option["series"][0]["data"]
+    assert student["value"] == [80.0, 72.0, 91.0, 65.0, 70.0] and median["value"] == [70.0] * 5
+    assert option["animation"] is False  # the first frame is final: print and screenshots match
 
 
-def test_all_totals_missing_and_odd_values():
-    svg = fitness_history_svg([_year(None, None, None), _year("<b>", 8, float("nan"))])
-    assert "<polyline" not in svg
-    assert "<b>" not in svg
-    assert svg.count("未测") == 2
+def test_radar_without_norms_has_the_student_only_and_english_names():
+    option = charts.five_domain_radar(FiveDomain(scores=None), "en")
+    assert len(option["series"][0]["data"]) == 1 and option["series"][0]["data"][0]["value"] == [None] * 5
+    assert option["radar"]["indicator"][0]["name"] == "Moral"
 
 
-def test_single_year_and_out_of_range_totals_stay_inside_the_plot():
-    svg = fitness_history_svg([_year(2025, 9, 130.0)])
-    [points] = _polyline_points(svg)
-    x, y = map(float, points[0].split(","))
-    assert y >= 0
-    assert "130.0" in svg
+def test_fitness_totals_keep_an_untested_year_as_a_gap_with_level_lines():
+    option = charts.fitness_totals_line([_year(2023, 7, 70.0), _year(2024, 8, None), _year(2025, 9, 80.0)], "zh")
+    series = option["series"][0]
+    assert series["data"] == [70.0, None, 80.0] and series["connectNulls"] is False
+    assert option["xAxis"]["data"] == ["2023 初一", "2024 初二", "2025 初三"]
+    assert [line["yAxis"] for line in series["markLine"]["data"]] == [60, 80, 90]
+
+
+def test_item_lines_only_for_items_tested_some_year():
+    option = charts.fitness_items_lines([_year(2024, 8, 70.0, run_50m=55.0), _year(2025, 9, 75.0)], "zh")
+    assert [s["name"] for s in option["series"]] == ["肺活量", "50米跑"]
+    assert option["series"][1]["data"] == [55.0, None]
+    assert option["series"][0]["markLine"]["data"][0]["yAxis"] == 60
+
+
+def test_growth_lines_per_subject_over_terms():
+    growth = Growth(available=True, points=[GrowthPoint(subject="math", term_id="2025-1", percentile=60),
+                                            GrowthPoint(subject="math", term_id="2024-2", percentile=40),
+                                            GrowthPoint(subject="chinese", term_id="2025-1", percentile=55)])
+    option = charts.growth_lines(growth, "zh")
+    assert option["xAxis"]["data"] == ["2024-2", "2025-1"]
+    assert {s["name"]: s["data"] for s in option["series"]} == {"语文": [None, 55.0], "数学": [40.0, 60.0]}
+
+
+def test_pass_rate_bars_use_the_city_cell_of_both_sexes():
+    grades = [GradeFitness(grade=9, students=3, tested=3, levels={}, pass_rate=2 / 3)]
+    city = [CityPassRate(school_year=2025, grade=9, sex="m", pass_rate=0.9, suppressed=False),
+            CityPassRate(school_year=2025, grade=9, sex=None, pass_rate=0.8, suppressed=False)]
+    option = charts.pass_rates_bars(grades, city, "zh")
+    assert [s["data"] for s in option["series"]] == [[66.7], [80.0]]
+
+
+def test_literacy_radar_shows_the_previous_assessment_from_the_change():
+    literacy = DigitalLiteracy(dimensions=[DimensionScore(dimension="awareness", score=62, change=3),
+                                           DimensionScore(dimension="application", score=58, change=None)])
+    now, before = charts.literacy_radar(literacy, "zh")["series"][0]["data"]
+    assert now["value"] == [62.0, 58.0] and before["value"] == [59.0, None]
+
+
+def test_budget_bar_stacks_used_and_left():
+    release = LedgerRelease(release="2025", epsilon_total=10, delta_total=1e-4, epsilon_spent=3.5, delta_spent=0,
+                            epsilon_left=6.5, delta_left=1e-4)
+    option = charts.budget_bar([release], "en")
+    assert [(s["name"], s["data"]) for s in option["series"]] == [("ε used", [3.5]), ("ε left", [6.5])]
+
+
+def test_odd_numbers_never_reach_the_json():
+    option = charts.fitness_totals_line([_year(2025, 9, float("nan")), _year(2026, 10, float("inf"))], "zh")
+    assert option["series"][0]["data"] == [None, None]
+    json.dumps(option, allow_nan=False)

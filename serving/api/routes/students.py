@@ -1,23 +1,27 @@
-"""Student portraits for API clients."""
+"""A student's growth portrait (class teachers) and fitness record (class teachers and health staff)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 
-from serving.access import DENIED_MESSAGE, read_portrait
-from serving.api.deps import CurrentUser, ReaderDep
-from serving.schemas import StudentPortrait
+from serving.api.deps import AuditDep, ClassTeacherPortraits, FeatureStoreDep, FitnessReader, ReleasesDep
+from serving.api.routes import REFUSALS
+from serving.portraits import student_fitness, student_portrait
+from serving.schemas import StudentFitness, StudentPortrait
 
-router = APIRouter(prefix="/students", tags=["students"])
+router = APIRouter(prefix="/students", tags=["students"], responses=REFUSALS)
 
 
-@router.get(
-    "/{student_key}/portrait",
-    response_model=StudentPortrait,
-    responses={403: {"description": DENIED_MESSAGE + " (Also the answer for unknown keys.)"}},
-)
-def get_student_portrait(student_key: str, user: CurrentUser, reader: ReaderDep) -> StudentPortrait:
-    record = read_portrait(reader, user, student_key)
-    if record is None:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=DENIED_MESSAGE)
-    return StudentPortrait.from_record(record)
+@router.get("/{student_key}/portrait", response_model=StudentPortrait)
+def get_student_portrait(student_key: str, user: ClassTeacherPortraits, features: FeatureStoreDep,
+                         releases: ReleasesDep, audit: AuditDep) -> StudentPortrait:
+    """Five domains against the DP norms, academics, conduct, attendance, fitness, warnings, and the
+    model outputs (with each model's version and ε), for a student of one of the teacher's classes."""
+    return student_portrait(user, features, releases, audit, student_key)
+
+
+@router.get("/{student_key}/fitness", response_model=StudentFitness)
+def get_student_fitness(student_key: str, user: FitnessReader, features: FeatureStoreDep,
+                        audit: AuditDep) -> StudentFitness:
+    """Fitness only: the latest test, every year's test, the fitness-risk score and the warnings."""
+    return student_fitness(user, features, audit, student_key)

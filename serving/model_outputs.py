@@ -1,0 +1,76 @@
+"""The models whose outputs the service shows, and where batch scoring writes each of them.
+
+Serving never runs a model: it reads the scores the champion wrote to the online store, each row
+with the model's name, registered version and (ε, δ), so every number on a page can say which
+model and which privacy guarantee it came from. A model whose view is not in the online store
+yet is shown as "not yet available", never with made-up numbers.
+
+The contract for a model's score view (`fitness_risk_score` is the first; `training.score`):
+- entity: the one named below; one row per entity, its current score;
+- `model_name` (str), `model_version` (int), `model_epsilon` (float), `model_delta` (float);
+- the payload fields named below; a list is a JSON string (Feast `String`) of objects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from serving.online import FeatureReader
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    model: str  # registered model name in MLflow
+    view: str  # online feature view batch scoring publishes
+    entity: str
+    payload: tuple[str, ...]  # fields beyond the model_* ones
+
+
+FITNESS_RISK = ModelOutput("fitness_risk", "fitness_risk_score", "student", ("risk_probability",))
+# Growth percentiles per subject and term, oldest first:
+# growth_json = [{"subject": "math", "term_id": "2024-2", "percentile": 63}, ...]
+GROWTH = ModelOutput("growth", "growth_score", "student", ("growth_json",))
+# risk_probability; level "red" | "amber" | "green"; reasons_json = [{"feature": str, "effect": float}, ...]
+ACADEMIC_RISK = ModelOutput("academic_risk", "academic_risk_score", "student",
+                            ("risk_probability", "level", "reasons_json"))
+# recommendations_json = [{"course_id": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
+TEACHER_RECOMMENDATIONS = ModelOutput("teacher_training", "teacher_training_score", "teacher",
+                                      ("recommendations_json",))
+# invites_json = [{"teacher_key": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
+COURSE_INVITES = ModelOutput("teacher_training", "course_invite_score", "course", ("invites_json",))
+
+MODEL_OUTPUTS = (FITNESS_RISK, GROWTH, ACADEMIC_RISK, TEACHER_RECOMMENDATIONS, COURSE_INVITES)
+# The outputs /readyz requires: the models trained today. The others are reported, not required.
+REQUIRED_OUTPUTS = (FITNESS_RISK,)
+
+NOT_YET_AVAILABLE = "not yet available: the {model} model has not been scored into the online store"
+
+
+def is_available(reader: FeatureReader, output: ModelOutput) -> bool:
+    return output.view in reader.views()
+
+
+def unavailable_message(output: ModelOutput) -> str:
+    return NOT_YET_AVAILABLE.format(model=output.model)
+
+
+def model_fields(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model_* fields of a score row as (name, version, epsilon, delta), None without a row."""
+    if not row or row.get("model_name") is None:
+        return None
+    return {"name": row.get("model_name"), "version": row.get("model_version"),
+            "epsilon": row.get("model_epsilon"), "delta": row.get("model_delta")}
+
+
+def json_list(row: dict[str, Any] | None, field: str) -> list[dict]:
+    """A JSON list field of a score row; [] when missing or malformed."""
+    text = (row or {}).get(field)
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return []
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

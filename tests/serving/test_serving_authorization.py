@@ -1,0 +1,177 @@
+"""The authorization matrix: every route × every role × an own, another's and an unknown key.
+
+For each cell the expected answer follows from two tables, `ALLOWED` (which roles may open a
+route) and `KEYS` (which keys are each role's own): an allowed role gets 200 for its own key and
+403 for another's; an unknown key gets exactly the same 403 (status and body) as another's, unless
+the role's own scope names it (then 404); a role that may not open a route gets one 403 whatever
+the key. The first test checks the matrix lists every route the app serves, so a new route
+cannot ship without its row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from serving_testdata import USERS, bearer, sign_in_page, token_for
+
+from serving.pages import auth, classes, officer, schools, students, training
+
+ROLES = tuple(USERS)  # teacher (class teacher), nurse (health staff), center (training center), officer
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # with {key} for the key
+    kind: str | None  # what kind of key, None for routes without one
+    allowed: frozenset[str]
+
+
+def route(path: str, kind: str | None, *allowed: str) -> Route:
+    return Route(path, kind, frozenset(allowed or ROLES))
+
+
+API = [
+    route("/api/v1/me", None),
+    route("/api/v1/students/{key}/portrait", "student", "teacher"),
+    route("/api/v1/students/{key}/fitness", "student", "teacher", "nurse"),
+    route("/api/v1/classes/{key}/portraits", "class", "teacher"),
+    route("/api/v1/schools/{key}/fitness-warnings", "school", "nurse"),
+    route("/api/v1/schools/{key}/fitness-statistics", "school", "nurse"),
+    route("/api/v1/teachers/{key}/portrait", "teacher", "center"),
+    route("/api/v1/teachers/{key}/recommendations", "teacher", "center"),
+    route("/api/v1/courses/{key}/invites", "course", "center"),
+    route("/api/v1/centers/{key}", "center", "center"),
+    route("/api/v1/privacy/ledger", None, "officer"),
+    route("/api/v1/models", None, "officer"),
+    route("/api/v1/models/{key}", "model", "officer"),
+    route("/api/v1/ingest/report", None, "officer"),
+    route("/api/v1/audit/reads", None, "officer"),
+]
+PAGES = [
+    route("/students/{key}", "student", "teacher"),
+    route("/students/{key}/print", "student", "teacher"),
+    route("/students/{key}/fitness", "student", "teacher", "nurse"),
+    route("/classes/{key}", "class", "teacher"),
+    route("/schools/{key}/fitness", "school", "nurse"),
+    route("/centers/{key}", "center", "center"),
+    route("/courses/{key}", "course", "center"),
+    route("/teachers/{key}", "teacher", "center"),
+    route("/officer", None, "officer"),
+    route("/officer/models/{key}", "model", "officer"),
+]
+# Pages every signed-in user (or anyone) may open; they read no keyed data.
+OPEN_PAGES = {"/login", "/logout", "/lang/{lang}", "/"}
+
+# kind → role → (own key, another's key that exists). Unknown keys are made up per kind below.
+KEYS = {
+    "student": {"teacher": ("stu-own", "stu-other-class"), "nurse": ("stu-own", "stu-other-school")},
+    "class": {"teacher": ("class-1", "class-2")},
+    "school": {"nurse": ("school-A", "school-B")},
+    "teacher": {"center": ("tch-own", "tch-other")},
+    "course": {"center": ("course-1", "course-9")},
+    "center": {"center": ("center-1", "center-9")},
+    "model": {"officer": ("fitness_risk", None)},
+}
+# Keys a role's own scope names but the engine has no data for: the one honest 404.
+OWN_BUT_EMPTY = {("class", "teacher"): "class-empty", ("school", "nurse"): "school-empty",
+                 ("center", "center"): "center-empty", ("model", "officer"): "no-such-model"}
+UNKNOWN = "zz-unknown-0000"
+
+
+def cells(routes: list[Route]):
+    for r in routes:
+        for role in ROLES:
+            yield pytest.param(r, role, id=f"{r.path}-{role}")
+
+
+def test_the_matrix_lists_every_route_of_the_app(app):
+    api_paths = {path for path, methods in app.openapi()["paths"].items() if "get" in methods}
+    listed = {r.path.replace("{key}", _param(path)) for r in API for path in api_paths
+              if _same_route(r.path, path)}
+    assert listed == api_paths - {"/healthz", "/readyz"}, "every API route needs a row in the matrix"
+    page_paths = {r.path for module in (auth, classes, students, schools, training, officer) for r in module.router.routes}
+    listed_pages = {_pattern(r.path) for r in PAGES}
+    assert {_pattern(p) for p in page_paths} == listed_pages | {_pattern(p) for p in OPEN_PAGES}
+
+
+@pytest.mark.parametrize(("route", "role"), list(cells(API)))
+def test_api_matrix(client, route: Route, role: str):
+    headers = bearer(token_for(client, role))
+    _check(lambda path: client.get(path, headers=headers), route, role, api=True)
+
+
+@pytest.mark.parametrize(("route", "role"), list(cells(PAGES)))
+def test_page_matrix(client, route: Route, role: str):
+    assert sign_in_page(client, role).status_code == 303
+    _check(client.get, route, role, api=False)
+
+
+@pytest.mark.parametrize("r", API, ids=lambda r: r.path)
+def test_api_without_a_token_is_401_for_every_route(client, r: Route):
+    response = client.get(r.path.replace("{key}", _own_or_any(r)))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "sign in" in response.json()["detail"].lower() or "token" in response.json()["detail"].lower()
+
+
+@pytest.mark.parametrize("r", PAGES, ids=lambda r: r.path)
+def test_pages_send_the_signed_out_to_the_sign_in_form(client, r: Route):
+    response = client.get(r.path.replace("{key}", _own_or_any(r)), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def _check(get, route: Route, role: str, *, api: bool) -> None:
+    if route.kind is None:
+        response = get(route.path)
+        assert response.status_code == (200 if role in route.allowed else 403), response.text
+        return
+    by_role = KEYS[route.kind]
+    if role in route.allowed:
+        own, others = by_role[role]
+        assert get(route.path.format(key=own)).status_code == 200
+        unknown = get(route.path.format(key=UNKNOWN))
+        if others is not None:
+            other = get(route.path.format(key=others))
+            assert other.status_code == unknown.status_code == 403, (other.text, unknown.text)
+            assert _body(other, api) == _body(unknown, api), "unknown and forbidden keys must look the same"
+        else:
+            assert unknown.status_code == 404  # the officer's scope is every model: unknown means unknown
+        empty = OWN_BUT_EMPTY.get((route.kind, role))
+        if empty is not None:
+            assert get(route.path.format(key=empty)).status_code == 404
+    else:
+        some_role = min(by_role)
+        own, others = by_role[some_role]
+        answers = [get(route.path.format(key=key)) for key in (own, others, UNKNOWN) if key is not None]
+        assert {answer.status_code for answer in answers} == {403}
+        assert len({_body(answer, api) for answer in answers}) == 1, "a refused role learns nothing from the key"
+        if api:
+            assert answers[0].json()["code"] == "role_forbidden"
+
+
+def _body(response, api: bool) -> str:
+    return response.text if api else response.text.replace("\n", "")
+
+
+def _own_or_any(r: Route) -> str:
+    if r.kind is None:
+        return ""
+    return next(iter(KEYS[r.kind].values()))[0]
+
+
+def _same_route(template: str, path: str) -> bool:
+    return _pattern(template) == _pattern(path)
+
+
+def _param(path: str) -> str:
+    import re
+
+    found = re.findall(r"\{[^}]+\}", path)
+    return found[0] if found else "{key}"
+
+
+def _pattern(path: str) -> str:
+    import re
+
+    return re.sub(r"\{[^}]+\}", "{}", path)
