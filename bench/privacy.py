@@ -254,7 +254,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--overhead-epochs", type=int, default=None, help="default: --epochs")
     parser.add_argument("--modes", nargs="+", default=["fused", "ew", "ghost", "hooks", "functorch"])
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 1024, 4096])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=None,
+                        help="default: 256, the engine's default for these examples, 4096")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--parts", nargs="+", choices=["overhead", "utility"], default=["overhead", "utility"])
     args = parser.parse_args()
@@ -276,6 +277,10 @@ def main() -> None:
 
 
 def overhead_table(city, args, overhead_epochs: int) -> None:
+    from privacy.dp_sgd import default_batch_size
+
+    if args.batch_sizes is None:
+        args.batch_sizes = sorted({256, default_batch_size(len(city[0])), 4096})
     print(f"\n1. DP-SGD against its non-private twin ({overhead_epochs} epochs, "
           f"{len(city[0]):,} examples of the synthetic city)")
     rows = overhead(*city, epochs=overhead_epochs, modes=args.modes, batch_sizes=args.batch_sizes,
