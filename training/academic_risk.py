@@ -23,7 +23,7 @@ from core.config import Settings
 from features.feature_repo import ACADEMIC_RISK_FEATURES
 from training.audits import Split, audit_metrics, audit_pair
 from training.budget import current_budget
-from training.fitness_risk import lightgbm_twin
+from training.fitness_risk import fit_lightgbm  # the same non-private twin, as a Ray task
 from training.model_card import ModelCard
 from training.registry import Candidate, register
 from training.utility_curve import utility_figure, utility_sweep
@@ -94,12 +94,6 @@ def fit_dp_model(X: np.ndarray, y: np.ndarray, params: dict):
     started = time.perf_counter()
     model = AcademicRiskModel(**params).fit(X, y)
     return model, time.perf_counter() - started
-
-
-@ray.remote(num_cpus=1)
-def fit_lightgbm(X: np.ndarray, y: np.ndarray, seed: int):
-    started = time.perf_counter()
-    return lightgbm_twin(seed).fit(X, y), time.perf_counter() - started
 
 
 def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | None = None) -> AcademicRiskResult:
