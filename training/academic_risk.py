@@ -25,7 +25,7 @@ from training.audits import Split, audit_metrics, audit_pair
 from training.budget import current_budget
 from training.fitness_risk import fit_lightgbm  # the same non-private twin, as a Ray task
 from training.model_card import ModelCard
-from training.registry import Candidate, register
+from training.registry import Candidate, dp_params, register
 from training.utility_curve import utility_figure, utility_sweep
 
 MODEL_NAME = "academic_risk"
@@ -138,9 +138,7 @@ def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | 
         params={**{f"config.{k}": v for k, v in asdict(config).items()},
                 "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES), "drop_z": DROP_Z,
                 "data_release": budget.release, "lake_snapshot": budget.snapshot,
-                "dp.unit_of_privacy": spent.unit, "dp.accountant": spent.accountant, "dp.delta": spent.delta,
-                "dp.noise_multiplier": spent.noise_multiplier, "dp.max_grad_norm": spent.max_grad_norm,
-                "dp.sample_rate": spent.sample_rate, "dp.steps": spent.steps, "dp.target_epsilon": config.epsilon,
+                **dp_params(spent, config.epsilon),
                 "n_train": len(X_train), "n_test": len(X_test)},
         metrics={"dp.epsilon": spent.epsilon, "auc_test": auc_dp, "auc_test_nonprivate_lightgbm": auc_lgbm,
                  "auc_gap": auc_lgbm - auc_dp, "positive_rate": float(y.mean()),

@@ -22,7 +22,7 @@ from features.feature_repo import FITNESS_RISK_BOUNDS
 from training.audits import Split, audit_metrics, audit_pair
 from training.budget import current_budget
 from training.model_card import ModelCard
-from training.registry import Candidate, mlflow_client, publish_card, register
+from training.registry import Candidate, dp_params, mlflow_client, publish_card, register
 from training.utility_curve import utility_figure, utility_sweep
 
 MODEL_NAME = "fitness_risk"
@@ -172,10 +172,7 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
             **{f"config.{k}": v for k, v in asdict(config).items()},
             "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES),
             "data_release": budget.release, "lake_snapshot": budget.snapshot,
-            "dp.unit_of_privacy": spent.unit, "dp.accountant": spent.accountant,
-            "dp.delta": spent.delta, "dp.noise_multiplier": spent.noise_multiplier,
-            "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": spent.sample_rate,
-            "dp.steps": spent.steps, "dp.target_epsilon": config.epsilon,
+            **dp_params(spent, config.epsilon),
             "n_train": len(X_train), "n_test": len(X_test),
         },
         metrics={

@@ -26,7 +26,7 @@ import ray
 from core.config import Settings
 from training.budget import current_budget
 from training.model_card import ModelCard
-from training.registry import Candidate, register
+from training.registry import Candidate, dp_params, register
 from training.utility_curve import utility_figure, utility_sweep
 
 MODEL_NAME = "growth"
@@ -168,10 +168,7 @@ def train_growth(store, settings: Settings, config: GrowthConfig | None = None) 
         params={**{f"config.{k}": v for k, v in asdict(config).items()},
                 "feature_view": VIEW, "score": SCORE, "priors": ",".join(columns),
                 "data_release": budget.release, "lake_snapshot": budget.snapshot,
-                "dp.unit_of_privacy": "one student (one subject per student)", "dp.accountant": spent.accountant,
-                "dp.delta": spent.delta, "dp.noise_multiplier": spent.noise_multiplier,
-                "dp.max_grad_norm": spent.max_grad_norm, "dp.sample_rate": spent.sample_rate,
-                "dp.steps": spent.steps, "dp.target_epsilon": config.epsilon,
+                **dp_params(spent, config.epsilon, unit="one student (one subject per student)"),
                 "n_train": len(X_train), "n_test": len(X_test)},
         metrics={"dp.epsilon": spent.epsilon, **agreement, "fit_seconds_dp": seconds_dp,
                  "fit_seconds_exact": seconds_exact,

@@ -15,7 +15,6 @@ the same release its primary held-out metric is at least the champion's. Serving
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from core.config import Settings
@@ -44,6 +43,13 @@ class Registered:
     run_id: str
     version: int
     aliases: tuple[str, ...]
+
+
+def dp_params(spent, target_epsilon: float, unit: str | None = None) -> dict[str, Any]:
+    """The run params every DP model logs: its guarantee and how it was reached (a `PrivacySpent`)."""
+    return {"dp.unit_of_privacy": unit or spent.unit, "dp.accountant": spent.accountant, "dp.delta": spent.delta,
+            "dp.noise_multiplier": spent.noise_multiplier, "dp.max_grad_norm": spent.max_grad_norm,
+            "dp.sample_rate": spent.sample_rate, "dp.steps": spent.steps, "dp.target_epsilon": target_epsilon}
 
 
 def mlflow_client(settings: Settings):
