@@ -40,8 +40,12 @@ class Settings(BaseSettings):
     growth_epsilon: float = 1.0
     # Academic early warning (unit: one student).
     academic_risk_epsilon: float = 1.0
+    # Teacher-training recommender (unit: one teacher; spends from the year's teacher release).
+    teacher_training_epsilon: float = 1.0
     # The data release jobs spend from (a school year; default: the latest one in the lake) and the
-    # total (ε, δ) a release opens with unless the data officer opened it first. Unit: one student.
+    # total (ε, δ) a release opens with unless the data officer opened it first. Each unit of privacy
+    # has its own release of the year: "2025" (students) and "2025/teachers" (teachers), each opening
+    # with this total.
     release: str | None = None
     release_epsilon_budget: float = 10.0
     release_delta_budget: float = 1e-4

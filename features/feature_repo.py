@@ -153,6 +153,12 @@ SCORE_VIEWS: dict[str, tuple[str, timedelta, dict, str]] = {
     "academic_risk_score": ("student", TERM_TTL, {"risk_probability": Float64, "level": String,
                                                   "reasons_json": String},
                             "Probability of failing a subject or dropping sharply next term, level, reasons."),
+    "teacher_training_score": ("teacher", TERM_TTL, {"recommendations_json": String},
+                               "The courses expected to raise the teacher's weakest digital-literacy dimensions "
+                               "most (JSON: course, expected gain, dimension, reason)."),
+    "course_invite_score": ("course", TERM_TTL, {"invites_json": String},
+                            "The teachers to invite to the course (JSON: teacher key, expected gain, dimension, "
+                            "reason)."),
 }
 
 

@@ -519,9 +519,11 @@ class _Recommender(BaseEstimator):
     def recommend(self, teachers: pd.DataFrame, k: int = 10) -> pd.DataFrame:
         """For each teacher the top-k candidate courses by expected gain on their weakest dimensions.
 
-        Returns rows (teacher_id, rank, course_id, title, expected_gain, reasons): expected_gain is the
-        predicted points on the weakest dimensions (what the model ranks by; popularity by enrolments
-        ranks by count instead). Fewer than k rows for a teacher with fewer candidates.
+        Returns rows (teacher_id, rank, course_id, title, expected_gain, dimension, reasons):
+        expected_gain is the predicted points on the weakest dimensions (what the model ranks by;
+        popularity by enrolments ranks by count instead); dimension is the weakest dimension the
+        course targets (else the one of the weakest it is expected to raise most). Fewer than k rows
+        for a teacher with fewer candidates.
         """
         k = _check_k(k)
         scores, gains, candidates = self.score_courses(teachers)
@@ -533,9 +535,13 @@ class _Recommender(BaseEstimator):
         for i, teacher_id in enumerate(teachers["teacher_id"].astype(str)):
             weak_dims = [d for d in np.argsort(levels[i], kind="stable") if weak[i, d]]
             for rank, c in enumerate(c for c in top[i] if candidates[i, c]):
+                aimed = [d for d in weak_dims if self.catalog_.targets[c, d]]
+                dimension = aimed[0] if aimed else max(weak_dims, key=lambda d: gains[i, c, d])
                 rows.append((teacher_id, rank + 1, self.catalog_.course_id[c], self.catalog_.title[c],
-                             float(expected[i, c]), self._reasons(weak_dims, levels[i], gains[i, c], c)))
-        return pd.DataFrame(rows, columns=["teacher_id", "rank", "course_id", "title", "expected_gain", "reasons"])
+                             float(expected[i, c]), DIMENSIONS[dimension],
+                             self._reasons(weak_dims, levels[i], gains[i, c], c)))
+        return pd.DataFrame(rows, columns=["teacher_id", "rank", "course_id", "title", "expected_gain", "dimension",
+                                           "reasons"])
 
     def _reasons(self, weak_dims, levels: np.ndarray, gains: np.ndarray, course: int) -> str:
         """Why: which of the teacher's weakest dimensions (weakest first) the course targets, and the gain."""
@@ -556,19 +562,43 @@ class _Recommender(BaseEstimator):
         k = _check_k(k)
         check_is_fitted(self, "catalog_")
         c = int(self.catalog_.positions([course])[0])
+        invites = self.invite_lists(teachers, k, courses=[c])
+        return invites.drop(columns=["course_id", "rank"]).reset_index(drop=True)
+
+    def invite_lists(self, teachers: pd.DataFrame, k: int = 50, *, courses=None) -> pd.DataFrame:
+        """For every catalog course (or the catalog positions `courses`), its top-k teachers by expected
+        gain on the dimensions the course targets; the gains are predicted once for all courses.
+
+        Rows (course_id, rank, teacher_id, expected_gain, dimension, reasons); dimension is the targeted
+        dimension with the largest expected gain. Only teachers for whom the course is a candidate
+        (their subject or `any`, not completed yet).
+        """
+        k = _check_k(k)
+        check_is_fitted(self, "catalog_")
         teachers = _check_profiles(teachers)
-        gains = self.predict_gain(teachers)[:, c, :]
-        targets = self.catalog_.targets[c]
-        expected = np.where(candidate_courses(teachers, self.catalog_)[:, c], gains[:, targets].sum(axis=1), -np.inf)
+        gains = self.predict_gain(teachers)
+        candidates = candidate_courses(teachers, self.catalog_)
         levels = teachers[list(DIMENSIONS)].to_numpy(np.float64)
-        # Equal expected gains (a course predicted not to work at all gains nobody anything): the
-        # teachers weakest on the course's dimensions first.
-        order = np.lexsort((levels[:, targets].sum(axis=1), -expected))
-        order = [i for i in order[:k] if np.isfinite(expected[i])]
-        reasons = ["; ".join(f"{DIMENSIONS[d]} at {levels[i, d]:.1f}: expected {gains[i, d]:+.1f}"
-                             for d in np.flatnonzero(targets)) for i in order]
-        return pd.DataFrame({"teacher_id": teachers["teacher_id"].astype(str).to_numpy()[order],
-                             "expected_gain": expected[order], "reasons": reasons})
+        ids = teachers["teacher_id"].astype(str).to_numpy()
+        parts = []
+        for c in range(len(self.catalog_)) if courses is None else courses:
+            targets = self.catalog_.targets[c]
+            on_targets = gains[:, c, :] * targets
+            expected = np.where(candidates[:, c], on_targets.sum(axis=1), -np.inf)
+            # Equal expected gains (a course predicted not to work at all gains nobody anything): the
+            # teachers weakest on the course's dimensions first.
+            order = np.lexsort((levels[:, targets].sum(axis=1), -expected))[:k]
+            order = order[np.isfinite(expected[order])]
+            best = np.where(targets[None, :], on_targets[order], -np.inf).argmax(axis=1)
+            parts.append(pd.DataFrame({
+                "course_id": self.catalog_.course_id[c], "rank": np.arange(1, len(order) + 1),
+                "teacher_id": ids[order], "expected_gain": expected[order],
+                "dimension": np.asarray(DIMENSIONS)[best],
+                "reasons": ["; ".join(f"{DIMENSIONS[d]} at {levels[i, d]:.1f}: expected {gains[i, c, d]:+.1f}"
+                                      for d in np.flatnonzero(targets)) for i in order],
+            }))
+        columns = ["course_id", "rank", "teacher_id", "expected_gain", "dimension", "reasons"]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def _ordinal(n: int) -> str:
@@ -840,6 +870,35 @@ def _check_ranking(scores, relevance, candidates, k):
     if np.isnan(relevance).any() or np.isnan(scores).any():
         raise ValueError("scores and relevance must not contain NaN")
     return scores, relevance, candidates
+
+
+def single_course_outcomes(recommender: _Recommender, tables) -> pd.DataFrame:
+    """What a recommender predicted against what happened, where one course alone explains a change.
+
+    For each interval between two assessments (of `tables`' teachers) in which exactly one course
+    was completed: the gain the recommender predicts from that course on the dimensions it targets,
+    for the teacher as they were when the interval began, beside the change observed on those
+    dimensions (points, summed). Needs no ground truth, so it scores a model on real data: held-out
+    teachers give its accuracy, training teachers against held-out ones a membership audit.
+    Columns: teacher_id, course_id, predicted, observed (one row per such interval).
+    """
+    check_is_fitted(recommender, "catalog_")
+    catalog = recommender.catalog_
+    histories = teacher_histories(tables, catalog)
+    single, _ = _single_course_changes(histories)
+    if single.empty:
+        return pd.DataFrame({"teacher_id": pd.Series(dtype=str), "course_id": pd.Series(dtype=str),
+                             "predicted": pd.Series(dtype=float), "observed": pd.Series(dtype=float)})
+    teacher_id = histories.teacher_id[single["example"].to_numpy()]
+    profiles = pd.DataFrame({"teacher_id": teacher_id, "subject": "any",
+                             "years_experience": single["years_experience"].to_numpy(),
+                             **{d: single[f"level_{d}"].to_numpy() for d in DIMENSIONS}})
+    course = single["course"].to_numpy()
+    targets = catalog.targets[course]
+    gains = recommender.predict_gain(profiles)[np.arange(len(single)), course]  # (intervals, 5)
+    observed = single[[f"delta_{d}" for d in DIMENSIONS]].to_numpy()
+    return pd.DataFrame({"teacher_id": teacher_id, "course_id": catalog.course_id[course],
+                         "predicted": (gains * targets).sum(axis=1), "observed": (observed * targets).sum(axis=1)})
 
 
 def evaluate(recommender: _Recommender, teachers: pd.DataFrame, ground_truth: dict, *, k: int = 10,

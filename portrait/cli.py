@@ -206,8 +206,8 @@ def demo(
     typer.echo(f"\nPortrait service on {base}  (log in at {base}/login)")
     for login in logins:
         typer.echo(f"  {login.role:<14} user {login.username:<9} password {login.password}  scope {', '.join(login.scope)}")
-        for key in login.students:
-            typer.echo(f"      {base}/students/{key}")
+        for page in login.pages:
+            typer.echo(f"      {base}{page}")
     sys.stdout.flush()
     serve(host=host, port=port)
 
@@ -251,7 +251,7 @@ def users_disable(username: str):
 
 @privacy_app.command("open")
 def privacy_open(
-    release: Annotated[str, typer.Argument(help="The release: a school year, e.g. 2025.")],
+    release: Annotated[str, typer.Argument(help="The release: a school year for its students, e.g. 2025, or '2025/teachers' for its teachers (the unit of teacher models).")],
     epsilon: Annotated[float, typer.Option(help="Total ε for everything computed from this release.")],
     delta: Annotated[float, typer.Option(help="Total δ (well below 1 / number of students).")],
 ):

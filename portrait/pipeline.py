@@ -100,11 +100,12 @@ class DemoLogin:
     password: str
     role: str
     scope: list[str]
-    students: list[str]  # a few student keys the login may open
+    pages: list[str]  # a few pages (paths) the login may open
 
 
 def create_demo_logins(settings: Settings) -> list[DemoLogin]:
-    """Two class teachers (the largest classes of the latest year) and their school's health staff."""
+    """Two class teachers (the largest classes of the latest year), their school's health staff, the
+    training center with the most courses and a data officer."""
     from features.lake import read_lake
     from serving.users import UserStore
 
@@ -116,9 +117,18 @@ def create_demo_logins(settings: Settings) -> list[DemoLogin]:
     logins = []
     for n, class_id in enumerate(sizes.index[:2], start=1):
         keys = latest.loc[latest["class_id"] == class_id, "student_id"].sort_values().head(3).tolist()
-        logins.append(DemoLogin(f"teacher{n}", secrets.token_urlsafe(9), "class_teacher", [str(class_id)], keys))
+        logins.append(DemoLogin(f"teacher{n}", secrets.token_urlsafe(9), "class_teacher", [str(class_id)],
+                                [f"/classes/{class_id}", *(f"/students/{key}" for key in keys)]))
     school = str(classes.set_index("class_id").at[sizes.index[0], "school_id"])
-    logins.append(DemoLogin("health1", secrets.token_urlsafe(9), "health_staff", [school], logins[0].students[:1]))
+    logins.append(DemoLogin("health1", secrets.token_urlsafe(9), "health_staff", [school],
+                            [f"/schools/{school}/fitness"]))
+    courses = read_lake(settings.lake_dir, "training_courses")
+    if len(courses):
+        center = str(courses["center_id"].value_counts().sort_index().idxmax())
+        first_course = str(courses.loc[courses["center_id"] == center, "course_id"].sort_values().iloc[0])
+        logins.append(DemoLogin("center1", secrets.token_urlsafe(9), "training_center", [center],
+                                [f"/centers/{center}", f"/courses/{first_course}"]))
+    logins.append(DemoLogin("officer1", secrets.token_urlsafe(9), "data_officer", [], ["/officer"]))
     for login in logins:
         users.add(login.username, login.password, login.role, login.scope)
     return logins

@@ -96,8 +96,24 @@ def threshold_audit(model, *, X_members, y_members, X_nonmembers, y_nonmembers, 
     if X_members.shape[1] != X_nonmembers.shape[1]:
         raise ValueError(f"members have {X_members.shape[1]} features but non-members "
                          f"{X_nonmembers.shape[1]}: they must be rows of the same table")
-    member_scores = label_log_likelihood(model, X_members, y_members)
-    nonmember_scores = label_log_likelihood(model, X_nonmembers, y_nonmembers)
+    return score_threshold_audit(label_log_likelihood(model, X_members, y_members),
+                                 label_log_likelihood(model, X_nonmembers, y_nonmembers), delta=delta,
+                                 confidence=confidence)
+
+
+def score_threshold_audit(member_scores, nonmember_scores, *, delta: float, confidence: float = 0.95) -> AuditResult:
+    """The loss-threshold attack on scores already computed, one per person (higher = "member").
+
+    For models that are not classifiers (a recommender, a quantile network): the caller scores each
+    training person and each held-out person, e.g. minus their loss, and the same bounds as in
+    `threshold_audit` apply, with the same caveat.
+    """
+    member_scores = np.asarray(member_scores, dtype=np.float64)
+    nonmember_scores = np.asarray(nonmember_scores, dtype=np.float64)
+    if np.isnan(member_scores).any() or np.isnan(nonmember_scores).any():
+        raise ValueError("audit scores must not contain NaN")
+    if member_scores.size == 0 or nonmember_scores.size == 0:
+        raise ValueError("loss_threshold: need at least one member and one non-member to score the attack")
     epsilon = epsilon_lower_bound_from_scores(member_scores, nonmember_scores, delta=delta, confidence=confidence)
     return _result("loss_threshold", member_scores, nonmember_scores, epsilon, delta, confidence)
 

@@ -175,6 +175,27 @@ def test_every_model_is_registered_with_its_guarantee_and_reference(city):
     assert {"auc_test", "auc_test_nonprivate_lightgbm", "brier", "ece", "audit.dp.loss_threshold.auc"} <= set(metrics)
 
 
+def test_teacher_training_is_registered_per_teacher_and_scored_for_teachers_and_courses(city):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=city["settings"].mlflow_uri, registry_uri=city["settings"].mlflow_uri)
+    version = client.get_model_version_by_alias("teacher_training", "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["dp.epsilon"] <= city["settings"].teacher_training_epsilon + 1e-6
+    assert "teacher" in run.data.params["dp.unit_of_privacy"] and run.data.params["data_release"] == "2025/teachers"
+    assert {"gain_spearman_test_nonprivate_lightgbm", "held_out_intervals", "fit_seconds_dp",
+            "audit.dp.loss_threshold.auc", "audit.nonprivate.loss_threshold.auc"} <= set(run.data.metrics)
+    assert "one teacher" in version.description
+    scores = city["settings"].scores_dir
+    recommended = pd.read_parquet(scores / "teacher_training_score.parquet")
+    first = json.loads(recommended["recommendations_json"].iloc[0])
+    assert first and {"course_id", "expected_gain", "dimension", "reason"} <= set(first[0])
+    assert (recommended["model_name"] == "teacher_training").all()
+    invites = pd.read_parquet(scores / "course_invite_score.parquet")
+    invited = json.loads(invites["invites_json"].iloc[0])
+    assert invited and set(item["teacher_key"] for item in invited) <= set(recommended["teacher_key"])
+
+
 def test_training_spent_its_budget_in_the_ledger_before_registering(city):
     from privacy.ledger import PrivacyLedger
 
@@ -192,6 +213,10 @@ def test_training_spent_its_budget_in_the_ledger_before_registering(city):
     statistics = [s for s in spends if s["what"].startswith("statistics: ")]
     assert len(statistics) == 8 and all(s["delta"] == 0 for s in statistics)
     assert ledger.balance("2025").epsilon_spent <= ledger.balance("2025").epsilon_total
+    # The teacher model spends from the teachers' release of the year, never from the students'.
+    assert not [s for s in spends if s["what"].startswith("teacher_training")]
+    [teachers] = ledger.spends("2025/teachers")
+    assert teachers["what"] == "teacher_training training" and 0 < teachers["epsilon"] <= 1.0
     assert (city["home"] / "statistics" / "five_domain_norms.parquet").exists()
     shown = subprocess.run([*PORTRAIT, "privacy", "ledger"], env={**os.environ, "PORTRAIT_HOME": str(city["home"])},
                            capture_output=True, text=True, timeout=120)

@@ -133,3 +133,29 @@ def test_a_spend_settles_to_what_the_accountant_read_back_but_never_higher(tmp_p
     with pytest.raises(ValueError, match="can only be settled lower"):
         ledger.settle(receipt.ids[0], epsilon=2.5, delta=1e-5)
     assert ledger.spends("2025")[0]["epsilon"] == pytest.approx(1.97)
+
+
+def test_teachers_and_students_spend_from_separate_releases_of_the_year(tmp_path):
+    """A teacher model's ε protects teachers: it never eats into the students' budget, and the
+    teachers' release refuses overspending on its own."""
+    import pandas as pd
+
+    from core.config import Settings
+    from training.budget import STUDENTS, TEACHERS, current_budget, release_name
+
+    settings = Settings(home=tmp_path, release_epsilon_budget=2.0, release_delta_budget=1e-5)
+    settings.lake_dir.mkdir(parents=True)
+    pd.DataFrame({"term_id": ["2025-1"], "school_year": [2025]}).to_parquet(settings.lake_dir / "terms.parquet")
+
+    teachers = current_budget(settings, TEACHERS)
+    assert teachers.release == release_name("2025", TEACHERS) == "2025/teachers"
+    teachers.spend(what="teacher_training training", epsilon=1.5, delta=1e-6, mechanism="DP-SGD", accountant="prv")
+    with pytest.raises(BudgetExceeded, match=r"release '2025/teachers'.*left: ε=0.5"):
+        teachers.spend(what="again", epsilon=1.0, delta=1e-6, mechanism="DP-SGD", accountant="prv")
+
+    students = current_budget(settings, STUDENTS)
+    assert students.release == "2025"
+    assert students.ledger.balance("2025").epsilon_spent == 0.0  # untouched by the teacher model
+    students.spend(what="fitness_risk training", epsilon=2.0, delta=1e-6, mechanism="DP-SGD", accountant="prv")
+    with pytest.raises(ValueError, match="unknown unit of privacy 'classes'"):
+        current_budget(settings, "classes")

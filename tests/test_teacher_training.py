@@ -214,6 +214,65 @@ def test_invite_list_ranks_eligible_teachers(city, dp_model):
     assert set(invited["teacher_id"]) <= set(profiles["teacher_id"][eligible])
 
 
+def test_invite_lists_for_every_course_agree_with_one_course_at_a_time(city, dp_model):
+    _, _, _, profiles = city
+    every = dp_model.invite_lists(profiles, k=8)
+    assert set(every["course_id"]) <= set(dp_model.catalog_.course_id)
+    for course in ("C001", dp_model.catalog_.course_id[-1]):
+        one = dp_model.invite_list(course, 8, teachers=profiles)
+        mine = every[every["course_id"] == course].reset_index(drop=True)
+        assert mine["rank"].tolist() == list(range(1, len(one) + 1))
+        pd.testing.assert_frame_equal(mine.drop(columns=["course_id", "rank"]), one)
+        # The dimension named is one the course targets.
+        targets = dp_model.catalog_.targets[dp_model.catalog_.positions([course])[0]]
+        assert set(one["dimension"]) <= {d for d, t in zip(DIMENSIONS, targets) if t}
+
+
+def test_recommendations_name_the_weakest_dimension_the_course_targets(city, dp_model):
+    _, _, _, profiles = city
+    recommended = dp_model.recommend(profiles.head(20), k=5)
+    levels = profiles.set_index("teacher_id")[list(DIMENSIONS)]
+    for row in recommended.itertuples():
+        course = dp_model.catalog_.positions([row.course_id])[0]
+        targets = {d for d, t in zip(DIMENSIONS, dp_model.catalog_.targets[course]) if t}
+        weakest = list(levels.loc[row.teacher_id].sort_values(kind="stable").index[:dp_model.n_weakest])
+        aimed = [d for d in weakest if d in targets]
+        assert row.dimension == (aimed[0] if aimed else row.dimension) and row.dimension in weakest
+
+
+def test_single_course_outcomes_pair_prediction_and_observed_change():
+    tables = _tiny_tables()
+    model = PopularityRecommender("observed_gain").fit(tables)
+    outcomes = tt.single_course_outcomes(model, tables)
+    # A's second interval holds C2 alone (application and development, 60 → 62 on each) and B's
+    # one interval C1 alone (awareness, 70 → 71); A's first interval holds two courses: left out.
+    outcomes = outcomes.sort_values("teacher_id").reset_index(drop=True)
+    assert outcomes[["teacher_id", "course_id"]].values.tolist() == [["A", "C2"], ["B", "C1"]]
+    assert outcomes["observed"].tolist() == [pytest.approx(4.0), pytest.approx(1.0)]
+    assert outcomes["predicted"].tolist() == [pytest.approx(model.mean_gain_[1, [2, 4]].sum()),
+                                              pytest.approx(model.mean_gain_[0, 0])]
+
+
+def test_single_course_outcomes_of_nobody_is_an_empty_frame():
+    tables = _tiny_tables()
+    model = PopularityRecommender("observed_gain").fit(tables)
+    only_c = {**tables, "teacher_assessments": tables["teacher_assessments"].query("teacher_id == 'C'")}
+    outcomes = tt.single_course_outcomes(model, only_c)
+    assert outcomes.empty and list(outcomes.columns) == ["teacher_id", "course_id", "predicted", "observed"]
+
+
+def test_held_out_outcomes_rank_the_dp_model_with_the_references(city, dp_model):
+    """On held-out teachers the DP model's predicted gains go with the observed changes."""
+    from scipy.stats import spearmanr
+
+    tables, _, train, profiles = city
+    test = {name: frame[frame["teacher_id"].isin(profiles["teacher_id"])] if "teacher_id" in frame else frame
+            for name, frame in tables.items() if name in tt.REQUIRED}
+    outcomes = tt.single_course_outcomes(dp_model, test)
+    assert len(outcomes) >= 50
+    assert spearmanr(outcomes["predicted"], outcomes["observed"]).statistic > 0.2
+
+
 @pytest.mark.parametrize("baseline", [PopularityRecommender("enrolments"), PopularityRecommender("observed_gain"),
                                       LightGBMRecommender(n_estimators=30)])
 def test_baselines_share_the_interface(city, baseline):

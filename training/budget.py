@@ -3,6 +3,12 @@
 A release is named by its school year: `Settings.release` when set, else the latest school year
 the lake holds. A job opening a release nobody opened yet gives it the configured total
 (`release_epsilon_budget`, `release_delta_budget`); a release the data officer opened keeps theirs.
+
+Each unit of privacy has its own budget. Students' models and statistics spend from the year's
+release ("2025"); teachers' models (the teacher is the unit) from the year's teacher release
+("2025/teachers"). The two guarantees protect different people, so adding a teacher model's ε
+to the students' total would state nothing true about either: each ledger entry composes only
+with the entries that read the same people.
 """
 
 from __future__ import annotations
@@ -32,9 +38,20 @@ class Budget:
         return self.ledger.spend_all(self.release, items, snapshot=self.snapshot)
 
 
-def current_budget(settings: Settings) -> Budget:
+STUDENTS, TEACHERS = "students", "teachers"  # the units of privacy a release is kept for
+
+
+def release_name(school_year: str, unit: str = STUDENTS) -> str:
+    """"2025" for the students of school year 2025, "2025/teachers" for its teachers."""
+    if unit not in (STUDENTS, TEACHERS):
+        raise ValueError(f"unknown unit of privacy {unit!r}: {STUDENTS!r} or {TEACHERS!r}")
+    return school_year if unit == STUDENTS else f"{school_year}/{unit}"
+
+
+def current_budget(settings: Settings, unit: str = STUDENTS) -> Budget:
+    """The budget of the current release for `unit` (students or teachers), opened on first use."""
     snapshot = lake_snapshot(settings)
-    release = settings.release or latest_school_year(settings)
+    release = release_name(settings.release or latest_school_year(settings), unit)
     ledger = PrivacyLedger(settings.ledger_url)
     ledger.open_release(release, epsilon=settings.release_epsilon_budget, delta=settings.release_delta_budget,
                         snapshot=snapshot)

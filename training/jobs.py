@@ -33,10 +33,18 @@ def _academic_risk(store, settings: Settings, epsilon: float | None):
     return train_academic_risk(store, settings, AcademicRiskConfig(epsilon=epsilon or settings.academic_risk_epsilon))
 
 
+def _teacher_training(store, settings: Settings, epsilon: float | None):
+    from training.teacher_training import TeacherTrainingConfig, train_teacher_training
+
+    return train_teacher_training(store, settings,
+                                  TeacherTrainingConfig(epsilon=epsilon or settings.teacher_training_epsilon))
+
+
 TRAINERS: dict[str, Callable[[Any, Settings, float | None], Any]] = {
     "growth": _growth,
     "fitness_risk": _fitness_risk,
     "academic_risk": _academic_risk,
+    "teacher_training": _teacher_training,
 }
 
 

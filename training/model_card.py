@@ -52,7 +52,7 @@ class ModelCard:
             f"e^{self.epsilon:.3g} (plus probability {self.delta:.2g}). Mechanism: {self.mechanism}. "
             f"Accountant: {self.accountant}. Spent from the release's budget in the privacy ledger before training.",
             "",
-            "## Metrics (held-out students)",
+            "## Metrics (held out from training)",
             "",
             "| metric | value |",
             "|---|---|",

@@ -26,15 +26,16 @@ def score_all(store, settings: Settings, *, alias: str = "champion") -> dict[str
     client = mlflow_client(settings)
     written = {}
     for model, scorer in (("fitness_risk", score_fitness_risk), ("growth", score_growth),
-                          ("academic_risk", score_academic_risk)):
+                          ("academic_risk", score_academic_risk), ("teacher_training", score_teacher_training)):
         try:
             client.get_model_version_by_alias(model, alias)
         except MlflowException:
             continue
-        view, frame = scorer(store, settings, alias=alias)
-        settings.scores_dir.mkdir(parents=True, exist_ok=True)
-        write_parquet(frame, settings.scores_dir / f"{view}.parquet")
-        written[view] = len(frame)
+        scored = scorer(store, settings, alias=alias)
+        for view, frame in [scored] if isinstance(scored[0], str) else scored:
+            settings.scores_dir.mkdir(parents=True, exist_ok=True)
+            write_parquet(frame, settings.scores_dir / f"{view}.parquet")
+            written[view] = len(frame)
     publish(store, score_views(settings.scores_dir))
     return written
 
@@ -124,6 +125,36 @@ def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple
                           "growth_json": lines.to_numpy(), "median_growth_percentile": latest.reindex(lines.index)
                           .to_numpy(float), **provenance})
     return "growth_score", frame
+
+
+def score_teacher_training(store, settings: Settings, *, alias: str = "champion", recommendations: int = 10,
+                           invites: int = 50) -> list[tuple[str, pd.DataFrame]]:
+    """Every assessed teacher's top courses (`teacher_training_score`) and every catalog course's
+    teachers to invite (`course_invite_score`), from each teacher's latest assessment."""
+    from models.teacher_training import teacher_profiles
+    from training.teacher_training import MODEL_NAME, contract_tables
+
+    del store  # the recommender reads histories from the lake (training.teacher_training)
+    model, provenance = _champion(settings, MODEL_NAME, alias)
+    profiles = teacher_profiles(contract_tables(settings))
+    now = _now()
+    recommended = model.recommend(profiles, k=recommendations)
+    by_teacher = recommended.groupby("teacher_id", sort=True)[["course_id", "expected_gain", "dimension", "reasons"]]
+    teacher_lines = by_teacher.apply(lambda g: json.dumps(
+        [{"course_id": c, "expected_gain": round(float(e), 2), "dimension": d, "reason": r}
+         for c, e, d, r in g.itertuples(False)], ensure_ascii=False))
+    invited = model.invite_lists(profiles, k=invites)
+    by_course = invited.groupby("course_id", sort=True)[["teacher_id", "expected_gain", "dimension", "reasons"]]
+    course_lines = by_course.apply(lambda g: json.dumps(
+        [{"teacher_key": t, "expected_gain": round(float(e), 2), "dimension": d, "reason": r}
+         for t, e, d, r in g.itertuples(False)], ensure_ascii=False))
+    return [
+        ("teacher_training_score", pd.DataFrame({"teacher_key": teacher_lines.index.astype("string"),
+                                                 "event_timestamp": now,
+                                                 "recommendations_json": teacher_lines.to_numpy(), **provenance})),
+        ("course_invite_score", pd.DataFrame({"course_id": course_lines.index.astype("string"), "event_timestamp": now,
+                                              "invites_json": course_lines.to_numpy(), **provenance})),
+    ]
 
 
 def _terms(settings: Settings) -> pd.DataFrame:
