@@ -153,6 +153,10 @@ SCORE_VIEWS: dict[str, tuple[str, timedelta, dict, str]] = {
     "academic_risk_score": ("student", TERM_TTL, {"risk_probability": Float64, "level": String,
                                                   "reasons_json": String},
                             "Probability of failing a subject or dropping sharply next term, level, reasons."),
+    **{f"{entity}_growth_score": (entity, TERM_TTL, {"term_id": String, "growth_json": String},
+                                  f"Median growth percentile per subject of the {entity}'s students in the latest "
+                                  f"term (JSON: subject, students, median); groups under 10 students left out.")
+       for entity in ("class", "teacher", "school")},
     "teacher_training_score": ("teacher", TERM_TTL, {"recommendations_json": String},
                                "The courses expected to raise the teacher's weakest digital-literacy dimensions "
                                "most (JSON: course, expected gain, dimension, reason)."),

@@ -167,6 +167,11 @@ def test_every_model_is_registered_with_its_guarantee_and_reference(city):
     growth_scores = pd.read_parquet(scores / "growth_score.parquet")
     lines = json.loads(growth_scores["growth_json"].iloc[0])
     assert lines and {"subject", "term_id", "percentile"} <= set(lines[0]) and 1 <= lines[0]["percentile"] <= 99
+    for entity in ("class", "teacher", "school"):  # the value-added view (groups under 10 left out)
+        medians = pd.read_parquet(scores / f"{entity}_growth_score.parquet")
+        for line in medians["growth_json"]:
+            assert all(item["students"] >= 10 and 1 <= item["median_growth_percentile"] <= 99
+                       for item in json.loads(line))
     warnings = pd.read_parquet(scores / "academic_risk_score.parquet")
     assert set(warnings["level"]) <= {"red", "amber", "green"} and warnings["reasons_json"].str.len().gt(2).any()
     academic = client.get_model_version_by_alias("academic_risk", "champion")

@@ -32,7 +32,7 @@ def score_all(store, settings: Settings, *, alias: str = "champion") -> dict[str
         except MlflowException:
             continue
         scored = scorer(store, settings, alias=alias)
-        for view, frame in [scored] if isinstance(scored[0], str) else scored:
+        for view, frame in [scored] if isinstance(scored, tuple) else scored:
             settings.scores_dir.mkdir(parents=True, exist_ok=True)
             write_parquet(frame, settings.scores_dir / f"{view}.parquet")
             written[view] = len(frame)
@@ -91,7 +91,8 @@ def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -
 
 def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
     """Every subject and term of each student on the latest roll: their growth percentile given up
-    to three terms before (consecutive terms by index; a gap cuts the priors, as in fitting)."""
+    to three terms before (consecutive terms by index; a gap cuts the priors, as in fitting); and
+    the latest term's medians by class, teacher and school (`growth_by_group`)."""
     from training.growth import MODEL_NAME, PRIORS, SCORE, VIEW
 
     model, provenance = _champion(settings, MODEL_NAME, alias)
@@ -116,7 +117,7 @@ def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple
             scored.append(part)
     if not scored:
         columns = ["student_key", "event_timestamp", "growth_json", "median_growth_percentile", *provenance]
-        return "growth_score", pd.DataFrame(columns=columns)
+        return [("growth_score", pd.DataFrame(columns=columns))]
     growth = pd.concat(scored).merge(terms[["idx", "term_id"]], on="idx").sort_values(["student_key", "idx", "subject"])
     latest = growth[growth["idx"] == growth["idx"].max()].groupby("student_key")["percentile"].median()
     lines = growth.groupby("student_key")[["subject", "term_id", "percentile"]].apply(
@@ -124,7 +125,46 @@ def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple
     frame = pd.DataFrame({"student_key": lines.index.astype("string"), "event_timestamp": _now(),
                           "growth_json": lines.to_numpy(), "median_growth_percentile": latest.reindex(lines.index)
                           .to_numpy(float), **provenance})
-    return "growth_score", frame
+    latest_term = growth[growth["idx"] == growth["idx"].max()]
+    return [("growth_score", frame), *growth_by_group(latest_term, settings, provenance)]
+
+
+MIN_GROUP_SIZE = 10  # a median over fewer students is too close to one student's own result
+
+
+def growth_by_group(growth: pd.DataFrame, settings: Settings, provenance: dict) -> list[tuple[str, pd.DataFrame]]:
+    """The value-added view of one term: median growth percentile per subject of each class, each
+    teacher (the classes they teach that subject) and each school, groups of fewer than
+    MIN_GROUP_SIZE students left out. `growth`: student_key, subject, idx, term_id, percentile."""
+    from features.lake import read_lake
+    from models.growth_dp import median_growth_by_group
+
+    [term_id] = growth["term_id"].unique()
+    school_year = int(growth["idx"].iloc[0]) // 2  # idx = school_year * 2 + term - 1
+    members = read_lake(settings.lake_dir, "class_memberships", ["student_id", "class_id", "school_year"])
+    members = members.loc[members["school_year"] == school_year, ["student_id", "class_id"]]
+    classes = read_lake(settings.lake_dir, "classes", ["class_id", "school_id"])
+    assignments = read_lake(settings.lake_dir, "teaching_assignments", ["teacher_id", "class_id", "subject", "school_year"])
+    assignments = assignments.loc[assignments["school_year"] == school_year, ["teacher_id", "class_id", "subject"]]
+    placed = growth.merge(members, left_on="student_key", right_on="student_id").merge(classes, on="class_id")
+    taught = placed.merge(assignments, on=["class_id", "subject"])
+    now = _now()
+    views = []
+    for view, key, frame, group in (("class_growth_score", "class_id", placed, "class_id"),
+                                    ("teacher_growth_score", "teacher_key", taught, "teacher_id"),
+                                    ("school_growth_score", "school_id", placed, "school_id")):
+        # A teacher with two classes of one subject counts each student once.
+        frame = frame.drop_duplicates([group, "subject", "student_key"])
+        groups = pd.Series(list(zip(frame[group], frame["subject"])), dtype=object).to_numpy()
+        summary = median_growth_by_group(frame["percentile"].to_numpy(float), groups, min_group_size=MIN_GROUP_SIZE)
+        summary[key], summary["subject"] = summary["group"].str[0], summary["group"].str[1]
+        lines = summary.groupby(key, sort=True)[["subject", "students", "median_growth_percentile"]].apply(
+            lambda g: json.dumps([{"subject": s, "students": int(n), "median_growth_percentile": float(m)}
+                                  for s, n, m in g.itertuples(False)]))
+        lines = lines if len(summary) else pd.Series([], dtype=object)
+        views.append((view, pd.DataFrame({key: lines.index.astype("string"), "event_timestamp": now,
+                                          "term_id": term_id, "growth_json": lines.to_numpy(), **provenance})))
+    return views
 
 
 def score_teacher_training(store, settings: Settings, *, alias: str = "champion", recommendations: int = 10,
