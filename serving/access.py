@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from serving import model_outputs
 from serving.directory import ClassInfo, Course, Directory
+from serving.online import FeatureReader
 from serving.users import Role, User
 
 
@@ -72,8 +74,8 @@ OUT_OF_SCOPE = {
     "center": "This training center is not yours. Check the center id; ask the data officer to fix your account.",
     "course": "No course with this id belongs to your training center. Check the course id in your center's "
               "overview.",
-    "teacher": "No teacher with this key has trained at your center. Check the key in a course's list of "
-               "teachers.",
+    "teacher": "No teacher with this key has enrolled in or been invited to one of your center's courses. Check "
+               "the key in a course's invite list or list of enrolled teachers.",
 }
 NOT_FOUND = {
     "class": "Your class has no students in the feature store yet. If the class is new, the next data "
@@ -173,8 +175,19 @@ def course_in_scope(user: User, course_id: str, directory: Directory) -> Course:
     return course
 
 
-def teacher_in_scope(user: User, teacher_key: str, directory: Directory) -> None:
-    """A training center sees the teachers who enrolled in one of its courses."""
+def teacher_in_scope(user: User, teacher_key: str, directory: Directory, reader: FeatureReader) -> None:
+    """A training center sees the teachers who enrolled in one of its courses, and the teachers the
+    teacher-training model puts on the invite list of one of its courses: a center told to invite a
+    teacher may open what it needs to decide (digital literacy, training, recommendations; never
+    their school, classes or students, which `serving.training_centers` does not read at all)."""
     require_role(user, Resource.TEACHER_PORTRAIT)
-    if not directory.centers_of_teacher(teacher_key) & set(user.scope):
+    if directory.centers_of_teacher(teacher_key) & set(user.scope):
+        return
+    if not invited_here(user, teacher_key, directory, reader):
         raise out_of_scope("teacher")
+
+
+def invited_here(user: User, teacher_key: str, directory: Directory, reader: FeatureReader) -> list[str]:
+    """The caller's centers' courses whose invite list names the teacher, sorted."""
+    courses = model_outputs.courses_inviting(reader, directory.courses, teacher_key)
+    return sorted(course for course in courses if directory.courses[course].center_id in user.scope)

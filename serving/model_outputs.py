@@ -14,6 +14,9 @@ The contract for a model's score view (`fitness_risk_score` is the first; `train
 from __future__ import annotations
 
 import json
+import threading
+import weakref
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +77,48 @@ def json_list(row: dict[str, Any] | None, field: str) -> list[dict]:
     except (TypeError, ValueError):
         return []
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+class _InviteIndex:
+    """teacher key → the courses whose invite list names them, built from every catalog course's
+    `course_invite_score` row in one read, once per online-store version and catalog."""
+
+    def __init__(self) -> None:
+        self._built: weakref.WeakKeyDictionary[FeatureReader, tuple[Hashable, Collection[str], dict]] = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()
+
+    def courses_inviting(self, reader: FeatureReader, catalog: Collection[str], teacher_key: str) -> frozenset[str]:
+        # The view's presence is part of the version: the registry may list it a little after a publish.
+        available = is_available(reader, COURSE_INVITES)
+        version = (reader.version(), available)
+        with self._lock:
+            built = self._built.get(reader)
+        if built is None or built[0] != version or built[1] is not catalog:
+            built = (version, catalog, self._build(reader, catalog) if available else {})
+            with self._lock:
+                self._built[reader] = built
+        return built[2].get(teacher_key, frozenset())
+
+    @staticmethod
+    def _build(reader: FeatureReader, catalog: Collection[str]) -> dict[str, frozenset[str]]:
+        index: dict[str, set[str]] = {}
+        ordered = sorted(catalog)
+        for course_id, row in zip(ordered, reader.read(COURSE_INVITES.view, ordered) if ordered else ()):
+            for item in json_list(row, "invites_json"):
+                if item.get("teacher_key"):
+                    index.setdefault(str(item["teacher_key"]), set()).add(course_id)
+        return {key: frozenset(courses) for key, courses in index.items()}
+
+
+_INVITES = _InviteIndex()
+
+
+def courses_inviting(reader: FeatureReader, catalog: Collection[str], teacher_key: str) -> frozenset[str]:
+    """The courses of `catalog` (every course id; pass the same object each time, e.g. the
+    directory's `courses`, for the index to be reused) whose invite list names the teacher.
+
+    The invite lists of the whole catalog are read and indexed once per online-store version (a
+    publish) and catalog, so a check is a dictionary lookup. A store without the view invites nobody.
+    """
+    return _INVITES.courses_inviting(reader, catalog, teacher_key)

@@ -432,12 +432,31 @@ class TrainingRecord(BaseModel):
     hours_by_dimension: dict[str, float | None] = {}
 
 
+class ReasonPart(BaseModel):
+    """One clause of why the teacher-training model recommends a course or invites a teacher, so a
+    page can say it in the reader's language (`reason` keeps the model's own sentence)."""
+
+    kind: Literal["targets_weakest", "dimension_gain", "off_target"] = Field(
+        description="targets_weakest: the course targets one of the teacher's weakest dimensions; "
+                    "dimension_gain: the expected gain on one dimension the course targets; off_target: "
+                    "the course targets none of the teacher's weakest dimensions")
+    dimension: str | None = None
+    score: float | None = Field(None, description="The teacher's latest score on `dimension` (0-100)")
+    gain: float | None = Field(None, description="Expected points gained on `dimension` (off_target: on the weakest)")
+    weakest_rank: int | None = Field(None, description="1: the teacher's weakest dimension, 2: the second weakest")
+    targets: list[str] = Field([], description="off_target: the dimensions the course targets")
+    weakest: list[str] = Field([], description="off_target: the teacher's weakest dimensions")
+
+
 class CourseRecommendation(BaseModel):
     course_id: str
     title: str | None = None
-    expected_gain: float | None = None
-    dimension: str | None = None
+    center_id: str | None = Field(None, description="The training center running the course (public catalog)")
+    expected_gain: float | None = Field(None, description="Expected points gained on the teacher's weakest "
+                                                          "dimensions, summed (what the model ranks by)")
+    dimension: str | None = Field(None, description="The weakest dimension the course raises")
     reason: str | None = None
+    reason_parts: list[ReasonPart] = []
 
 
 class TeacherRecommendations(BaseModel):
@@ -454,7 +473,8 @@ class TeacherPortrait(BaseModel):
     teacher_key: str
     digital_literacy: DigitalLiteracy | None = None
     training: TrainingRecord | None = None
-    courses_here: list[str] = []
+    courses_here: list[str] = Field([], description="The caller's center's courses the teacher enrolled in")
+    invited_to: list[str] = Field([], description="The caller's center's courses whose invite list names the teacher")
 
 
 class CourseStats(BaseModel):
@@ -475,13 +495,17 @@ class CourseSummary(BaseModel):
     hours: float | None = None
     dimensions: list[str] = []
     stats: CourseStats | None = None
+    invited: int | None = Field(None, description="Teachers on the course's invite list (None: not scored yet)")
 
 
 class CourseInvite(BaseModel):
     teacher_key: str
-    expected_gain: float | None = None
-    dimension: str | None = None
+    expected_gain: float | None = Field(None, description="Expected points gained on the dimensions the course "
+                                                          "targets, summed (what the model ranks by)")
+    dimension: str | None = Field(None, description="The targeted dimension with the largest expected gain")
     reason: str | None = None
+    reason_parts: list[ReasonPart] = []
+    enrolled: bool = Field(False, description="The teacher already enrolled in this course")
 
 
 class CourseInvites(BaseModel):

@@ -56,6 +56,7 @@ templates.env.filters["number"] = _number
 templates.env.filters["percent"] = _percent
 templates.env.filters["chart_json"] = _chart_json
 templates.env.filters["markdown"] = _markdown
+templates.env.filters["dimension_label"] = lambda code, lang: label("dimension", code, lang)
 
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:

@@ -32,7 +32,7 @@ def course_page(request: Request, course_id: str, user: CoursePage, features: Fe
 @router.get("/teachers/{teacher_key}")
 def teacher_page(request: Request, teacher_key: str, user: TeacherPage, features: FeatureStoreDep,
                  directory: DirectoryDep, audit: AuditDep) -> Response:
-    teacher_in_scope(user, teacher_key, directory)
+    teacher_in_scope(user, teacher_key, directory, features)
     portrait = teacher_portrait(user, features, directory, audit, teacher_key)
     recommendations = teacher_recommendations(features, directory, teacher_key)
     radar = charts.literacy_radar(portrait.digital_literacy, language_of(request)) if portrait.digital_literacy else None

@@ -6,6 +6,9 @@ so importing from one is ambiguous once other test folders have theirs.
 Two schools; school-A has class-1 (the teacher's) and class-2, school-B has class-9. Center-1
 runs course-1 and course-2, center-9 runs course-9. Every key kind has an own key (in the
 matching user's scope), another's key (exists, out of scope) and no unknown one (tests make it up).
+Once the teacher-training model is scored (`with_future_models`), course-1's invite list also names
+tch-invited (enrolled nowhere: in center-1's scope through the invite) and course-9's names
+tch-invited-elsewhere (out of center-1's scope).
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ STUDENTS = {
 }
 COURSES = {"course-1": "center-1", "course-2": "center-1", "course-9": "center-9"}
 TRAININGS = [("tch-own", "course-1"), ("tch-own", "course-2"), ("tch-other", "course-9")]
+TEACHERS = ("tch-own", "tch-other", "tch-invited", "tch-invited-elsewhere")
+# course → its invite list once the teacher-training model is scored: (teacher, expected gain, dimension, reason)
+INVITES = {
+    "course-1": [("tch-invited", 5.2, "application", "application at 58.0: expected +5.2"),
+                 ("tch-own", 4.5, "application", "application at 58.0: expected +4.5")],
+    "course-2": [("tch-own", 4.5, "application", "application at 58.0: expected +4.5")],
+    "course-9": [("tch-invited-elsewhere", 6.1, "application", "application at 40.0: expected +6.1"),
+                 ("tch-own", 4.5, "application", "application at 58.0: expected +4.5")],
+}
 
 # The users every test may sign in as: username → (role, scope).
 USERS = {
@@ -110,7 +122,7 @@ def feature_views(*, with_future_models: bool = False) -> dict[str, dict[str, di
     for key, (class_id, school_id, grade, sex) in STUDENTS.items():
         for view, row in student_rows(key, class_id, school_id, grade, sex, failing=key == "stu-own-2").items():
             views.setdefault(view, {})[key] = row
-    for key in ("tch-own", "tch-other"):
+    for key in TEACHERS:
         for view, row in teacher_rows().items():
             views.setdefault(view, {})[key] = row
     views["class_outcomes"] = {class_id: {
@@ -135,12 +147,12 @@ def feature_views(*, with_future_models: bool = False) -> dict[str, dict[str, di
         views["teacher_training_score"] = {key: {"model_name": "teacher_training", **model, "recommendations_json":
                                                  json.dumps([{"course_id": "course-2", "expected_gain": 4.5,
                                                               "dimension": "application",
-                                                              "reason": "weakest dimension: application"}])}
-                                           for key in ("tch-own", "tch-other")}
-        views["course_invite_score"] = {course: {"model_name": "teacher_training", **model, "invites_json":
-                                                 json.dumps([{"teacher_key": "tch-own", "expected_gain": 4.5,
-                                                              "dimension": "application", "reason": "weakest"}])}
-                                        for course in COURSES}
+                                                              "reason": "targets application, your weakest (58.0): "
+                                                                        "expected +4.5"}])}
+                                           for key in TEACHERS}
+        views["course_invite_score"] = {course: {"model_name": "teacher_training", **model, "invites_json": json.dumps(
+            [{"teacher_key": key, "expected_gain": gain, "dimension": dimension, "reason": reason}
+             for key, gain, dimension, reason in invites])} for course, invites in INVITES.items()}
     return views
 
 

@@ -166,11 +166,19 @@ def test_models_slot_in_once_their_scores_are_in_the_online_store(settings, user
     assert body["academic_risk"]["probability"] == 0.3 and body["academic_risk"]["reasons"][0]["feature"] == "attendance_rate"
     assert "academic_model_risk" in {w["reason"] for w in body["warnings"]}
     recommendations = _get(client, "center", "/api/v1/teachers/tch-own/recommendations")
-    assert recommendations["recommendations"][0] == {"course_id": "course-2", "title": "Course course-2",
-                                                     "expected_gain": 4.5, "dimension": "application",
-                                                     "reason": "weakest dimension: application"}
+    assert recommendations["recommendations"][0] == {
+        "course_id": "course-2", "title": "Course course-2", "center_id": "center-1", "expected_gain": 4.5,
+        "dimension": "application", "reason": "targets application, your weakest (58.0): expected +4.5",
+        "reason_parts": [{"kind": "targets_weakest", "dimension": "application", "score": 58.0, "gain": 4.5,
+                          "weakest_rank": 1, "targets": [], "weakest": []}]}
     invites = _get(client, "center", "/api/v1/courses/course-1/invites")
-    assert invites["available"] and invites["invites"][0]["teacher_key"] == "tch-own"
+    assert invites["available"] and [i["teacher_key"] for i in invites["invites"]] == ["tch-invited", "tch-own"]
+    assert [i["enrolled"] for i in invites["invites"]] == [False, True] and invites["course"]["invited"] == 2
+    assert invites["invites"][0]["reason_parts"] == [{"kind": "dimension_gain", "dimension": "application",
+                                                      "score": 58.0, "gain": 5.2, "weakest_rank": None,
+                                                      "targets": [], "weakest": []}]
+    overview = _get(client, "center", "/api/v1/centers/center-1")
+    assert [c["invited"] for c in overview["courses"]] == [2, 1]
 
 
 def test_warnings_give_reasons_items_and_the_model_behind_them(client):

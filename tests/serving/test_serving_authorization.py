@@ -1,11 +1,15 @@
 """The authorization matrix: every route × every role × an own, another's and an unknown key.
 
 For each cell the expected answer follows from two tables, `ALLOWED` (which roles may open a
-route) and `KEYS` (which keys are each role's own): an allowed role gets 200 for its own key and
-403 for another's; an unknown key gets exactly the same 403 (status and body) as another's, unless
-the role's own scope names it (then 404); a role that may not open a route gets one 403 whatever
-the key. The first test checks the matrix lists every route the app serves, so a new route
-cannot ship without its row.
+route) and `KEYS` (which keys are each role's own): an allowed role gets 200 for each of its own keys
+and 403 for each of another's; an unknown key gets exactly the same 403 (status and body) as
+another's, unless the role's own scope names it (then 404); a role that may not open a route gets
+one 403 whatever the key. The first test checks the matrix lists every route the app serves, so a
+new route cannot ship without its row.
+
+The app reads the small city with every model scored, so a training center's own teachers include
+one it only knows from an invite list (tch-invited), and another center's invitee
+(tch-invited-elsewhere) is as foreign as another center's trainee.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from serving_testdata import USERS, bearer, sign_in_page, token_for
+from serving_testdata import USERS, bearer, feature_reader, sign_in_page, token_for
 
 from serving.pages import auth, classes, officer, schools, students, training
 
@@ -63,20 +67,27 @@ PAGES = [
 # Pages every signed-in user (or anyone) may open; they read no keyed data.
 OPEN_PAGES = {"/login", "/logout", "/lang/{lang}", "/"}
 
-# kind → role → (own key, another's key that exists). Unknown keys are made up per kind below.
+# kind → role → (own keys, others' keys that exist). Unknown keys are made up per kind below.
 KEYS = {
-    "student": {"teacher": ("stu-own", "stu-other-class"), "nurse": ("stu-own", "stu-other-school")},
-    "class": {"teacher": ("class-1", "class-2")},
-    "school": {"nurse": ("school-A", "school-B")},
-    "teacher": {"center": ("tch-own", "tch-other")},
-    "course": {"center": ("course-1", "course-9")},
-    "center": {"center": ("center-1", "center-9")},
-    "model": {"officer": ("fitness_risk", None)},
+    "student": {"teacher": (("stu-own",), ("stu-other-class",)), "nurse": (("stu-own",), ("stu-other-school",))},
+    "class": {"teacher": (("class-1",), ("class-2",))},
+    "school": {"nurse": (("school-A",), ("school-B",))},
+    # Enrolled in a course of the center, or on the invite list of one of its courses.
+    "teacher": {"center": (("tch-own", "tch-invited"), ("tch-other", "tch-invited-elsewhere"))},
+    "course": {"center": (("course-1",), ("course-9",))},
+    "center": {"center": (("center-1",), ("center-9",))},
+    "model": {"officer": (("fitness_risk",), ())},
 }
 # Keys a role's own scope names but the engine has no data for: the one honest 404.
 OWN_BUT_EMPTY = {("class", "teacher"): "class-empty", ("school", "nurse"): "school-empty",
                  ("center", "center"): "center-empty", ("model", "officer"): "no-such-model"}
 UNKNOWN = "zz-unknown-0000"
+
+
+@pytest.fixture
+def features():
+    """Every model scored: the invite lists decide part of a training center's scope."""
+    return feature_reader(with_future_models=True)
 
 
 def cells(routes: list[Route]):
@@ -128,22 +139,22 @@ def _check(get, route: Route, role: str, *, api: bool) -> None:
         return
     by_role = KEYS[route.kind]
     if role in route.allowed:
-        own, others = by_role[role]
-        assert get(route.path.format(key=own)).status_code == 200
+        owns, others = by_role[role]
+        for own in owns:
+            assert get(route.path.format(key=own)).status_code == 200, own
         unknown = get(route.path.format(key=UNKNOWN))
-        if others is not None:
-            other = get(route.path.format(key=others))
-            assert other.status_code == unknown.status_code == 403, (other.text, unknown.text)
+        for key in others:
+            other = get(route.path.format(key=key))
+            assert other.status_code == unknown.status_code == 403, (key, other.text, unknown.text)
             assert _body(other, api) == _body(unknown, api), "unknown and forbidden keys must look the same"
-        else:
+        if not others:
             assert unknown.status_code == 404  # the officer's scope is every model: unknown means unknown
         empty = OWN_BUT_EMPTY.get((route.kind, role))
         if empty is not None:
             assert get(route.path.format(key=empty)).status_code == 404
     else:
-        some_role = min(by_role)
-        own, others = by_role[some_role]
-        answers = [get(route.path.format(key=key)) for key in (own, others, UNKNOWN) if key is not None]
+        owns, others = by_role[min(by_role)]
+        answers = [get(route.path.format(key=key)) for key in (*owns, *others, UNKNOWN)]
         assert {answer.status_code for answer in answers} == {403}
         assert len({_body(answer, api) for answer in answers}) == 1, "a refused role learns nothing from the key"
         if api:
@@ -157,7 +168,7 @@ def _body(response, api: bool) -> str:
 def _own_or_any(r: Route) -> str:
     if r.kind is None:
         return ""
-    return next(iter(KEYS[r.kind].values()))[0]
+    return next(iter(KEYS[r.kind].values()))[0][0]
 
 
 def _same_route(template: str, path: str) -> bool:

@@ -16,12 +16,12 @@ router = APIRouter(prefix="/teachers", tags=["training"], responses=REFUSALS)
 @router.get("/{teacher_key}/portrait", response_model=TeacherPortrait)
 def get_teacher_portrait(teacher_key: str, user: TeacherReader, features: FeatureStoreDep, directory: DirectoryDep,
                          audit: AuditDep) -> TeacherPortrait:
-    teacher_in_scope(user, teacher_key, directory)
+    teacher_in_scope(user, teacher_key, directory, features)
     return teacher_portrait(user, features, directory, audit, teacher_key)
 
 
 @router.get("/{teacher_key}/recommendations", response_model=TeacherRecommendations)
 def get_teacher_recommendations(teacher_key: str, user: TeacherReader, features: FeatureStoreDep,
                                 directory: DirectoryDep) -> TeacherRecommendations:
-    teacher_in_scope(user, teacher_key, directory)
+    teacher_in_scope(user, teacher_key, directory, features)
     return teacher_recommendations(features, directory, teacher_key)
