@@ -12,8 +12,10 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,6 +23,7 @@ from features.indicators import academics, aesthetic_labor, attendance, five_dom
 from features.indicators.five_domain import (
     DOMAIN_WEIGHTS, DOMAINS, INDICATORS, Indicator, five_domain_family, validate_weights,
 )
+from features.indicators.duck import entity_ranges
 from features.indicators.fitness import score_fitness_tests
 from features.ingest import ingest
 from features.lake import write_parquet
@@ -134,6 +137,119 @@ def test_student_buckets_change_nothing(city, tmp_path, monkeypatch):
     groups = [metadata.row_group(i).column(column).statistics for i in range(metadata.num_row_groups)]
     groups = [g for g in groups if g.num_values]
     assert all(earlier.max <= later.min for earlier, later in zip(groups, groups[1:]))
+
+
+def reference_subject_terms(lake: Path) -> pd.DataFrame:
+    """student_subject_term as first written: plain window functions over every row (a RANGE frame
+    on the term index for slope and volatility, `percent_rank` for the percentile). The build
+    computes the same values another way (one aggregate pass, closed forms, a histogram)."""
+    files = {t: f"read_parquet('{lake / f'{t}.parquet'}')" for t in ("terms", "grades", "class_memberships", "classes")}
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.sql(f"""
+            WITH terms AS (
+                SELECT term_id, school_year, school_year * 2 + term - 1 AS idx,
+                       date_trunc('day', end_date)::TIMESTAMP AS end_ts
+                FROM {files['terms']} WHERE end_date IS NOT NULL),
+            grade_of AS (
+                SELECT m.student_id, m.school_year, any_value(c.grade) AS grade
+                FROM {files['class_memberships']} m JOIN {files['classes']} c USING (class_id)
+                GROUP BY m.student_id, m.school_year),
+            s AS (
+                SELECT e.student_id, e.subject, t.idx, t.end_ts, avg(least(e.score / e.full_mark, 1.0)) AS share,
+                       any_value(g.grade) AS grade
+                FROM {files['grades']} e JOIN terms t USING (term_id)
+                     LEFT JOIN grade_of g ON g.student_id = e.student_id AND g.school_year = t.school_year
+                WHERE e.score IS NOT NULL AND e.full_mark > 0
+                GROUP BY e.student_id, e.subject, t.idx, t.end_ts)
+            SELECT student_id AS student_key, subject, end_ts::TIMESTAMPTZ AS event_timestamp, grade, share,
+                   CASE WHEN grade IS NOT NULL THEN coalesce(
+                       (share - avg(share) OVER w) / nullif(stddev_pop(share) OVER w, 0), 0.0) END AS z,
+                   CASE WHEN grade IS NOT NULL THEN 100.0 * percent_rank() OVER (w ORDER BY share) END AS pct,
+                   regr_slope(share, idx) OVER career AS slope_4t,
+                   stddev_samp(share) OVER career AS volatility_4t,
+                   CASE WHEN share < 0.6 - 1e-9 THEN 1 ELSE 0 END AS failed
+            FROM s WINDOW w AS (PARTITION BY grade, subject, idx),
+                 career AS (PARTITION BY student_id, subject ORDER BY idx RANGE BETWEEN 3 PRECEDING AND CURRENT ROW)
+        """).df().sort_values(["student_key", "subject", "event_timestamp"]).reset_index(drop=True)
+
+
+def assert_same_subject_terms(built: pd.DataFrame, reference: pd.DataFrame) -> None:
+    assert len(built) == len(reference)
+    for column in ("student_key", "subject", "event_timestamp", "failed"):
+        assert (built[column].to_numpy() == reference[column].to_numpy()).all(), column
+    assert (built["grade"].isna() == reference["grade"].isna()).all()
+    assert (built["grade"].dropna().to_numpy() == reference["grade"].dropna().to_numpy()).all()
+    for column in ("share", "z", "pct", "slope_4t", "volatility_4t"):
+        np.testing.assert_allclose(built[column].to_numpy(float), reference[column].to_numpy(float),
+                                   rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column)
+
+
+def test_subject_terms_equal_the_window_function_formulation_on_the_city(city):
+    reference = reference_subject_terms(city.lake)
+    assert reference["slope_4t"].notna().mean() > 0.5
+    assert_same_subject_terms(read(city.out, "student_subject_term"), reference)
+
+
+def test_subject_terms_over_gaps_equal_the_window_function_formulation(tmp_path):
+    """Terms a subject was not graded in stay gaps: slope and volatility read the terms t-3..t
+    present, never an older term in place of a missing one."""
+    rows = []
+    for student, term, subject, share in [
+        ("A", "2022-2", "math", 20), ("A", "2023-2", "math", 70), ("A", "2024-2", "math", 55),  # gaps
+        ("B", "2022-2", "math", 40), ("B", "2024-2", "math", 90),  # 2022-2 is outside 2024-2's window
+        ("C", "2023-1", "math", 50), ("C", "2023-2", "math", 50), ("C", "2024-1", "math", 50),  # flat
+        ("D", "2023-1", "math", 80), ("D", "2024-1", "math", 60), ("D", "2024-2", "math", 75),
+    ]:
+        rows += [(student, term, subject, "midterm", share, 100), (student, term, subject, "final", share + 2, 100)]
+    rows.append(("B", "2023-1", "math", "final", 130, 120))  # above full mark: 1
+    lake = write_tiny_lake(tmp_path / "lake", grades=rows)
+    out = tmp_path / "student_subject_term.parquet"
+    academics.STUDENT_SUBJECT_TERM.build(lake, out)
+    built = pd.read_parquet(out).sort_values(["student_key", "subject", "event_timestamp"]).reset_index(drop=True)
+    assert_same_subject_terms(built, reference_subject_terms(lake))
+    a = row(built, "A", "2024-2", subject="math")  # 2023-2 (offset -2) and 2024-2 only
+    assert a["slope_4t"] == pytest.approx((0.56 - 0.71) / 2)
+    assert a["volatility_4t"] == pytest.approx(statistics.stdev([0.71, 0.56]))
+    b = row(built, "B", "2024-2", subject="math")  # 2023-1 (offset -3) and 2024-2; not 2022-2
+    assert b["slope_4t"] == pytest.approx((0.91 - 1.0) / 3)
+    assert math.isnan(row(built, "B", "2022-2", subject="math")["slope_4t"])
+    c = row(built, "C", "2024-1", subject="math")
+    assert c["slope_4t"] == pytest.approx(0.0, abs=1e-12) and c["volatility_4t"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_entity_ranges_split_a_sorted_file_at_row_groups_and_cover_every_row(tmp_path):
+    keys = sorted(f"s{i:05d}" for i in range(5_000))
+    path = tmp_path / "sorted.parquet"
+    pq.write_table(pa.table({"student_id": [k for k in keys for _ in range(3)]}), path, row_group_size=600)
+    conditions = entity_ranges(path, "student_id", 7)
+    assert len(conditions) == 7 and not any("hash" in c for c in conditions)
+    with duckdb.connect() as con:
+        counts = [con.execute(f"SELECT count(*), count(DISTINCT student_id) FROM read_parquet('{path}') "
+                              f"WHERE {c}").fetchone() for c in conditions]
+        # A student's rows never straddle two buckets; together the buckets hold every row once.
+        assert sum(n for n, _ in counts) == 15_000 and sum(d for _, d in counts) == 5_000
+        assert all(n > 0 for n, _ in counts)
+    shuffled = tmp_path / "shuffled.parquet"
+    pq.write_table(pa.table({"student_id": keys[::-1]}), shuffled, row_group_size=600)
+    assert all("hash" in c for c in entity_ranges(shuffled, "student_id", 7))  # unsorted: by hash
+    assert entity_ranges(path, "student_id", 1) == ["TRUE"]
+
+
+def test_student_ranges_change_nothing(city, tmp_path, monkeypatch):
+    """A lake sorted by student in small row groups is read in student ranges: same rows."""
+    lake = tmp_path / "lake"
+    shutil.copytree(city.lake.resolve(), lake, ignore=shutil.ignore_patterns("quarantine"))
+    grades = pq.read_table(lake / "grades.parquet").sort_by("student_id")
+    pq.write_table(grades, lake / "grades.parquet", row_group_size=max(1, grades.num_rows // 40))
+    monkeypatch.setattr(academics, "ROWS_PER_BUCKET", max(1, grades.num_rows // 2 // 8))  # 8 buckets
+    assert len(entity_ranges(lake / "grades.parquet", "student_id", 8)) == 8
+    out = tmp_path / "student_subject_term.parquet"
+    academics.STUDENT_SUBJECT_TERM.build(lake, out)
+    family = academics.STUDENT_SUBJECT_TERM
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out).sort_values(family.keys + ["event_timestamp"]).reset_index(drop=True),
+        read(city.out, "student_subject_term"), check_exact=False, rtol=1e-12, atol=1e-12)
 
 
 def test_declining_students_show_it(city):

@@ -2,14 +2,15 @@
 
 Computed in DuckDB over the lake (`<lake>/<table>.parquet`, identifiers already pseudonyms), with
 memory bounded by a term or a bucket of students, never by the city:
-1. one pass over `grades` splits each exam's share of full mark into one folder per term (the
-   lake is sorted by student, so a per-term filter could not skip anything);
-2. term by term, city-wide: the subject share, then z and percentile within (grade, subject);
-3. bucket of students by bucket: each career's slope and volatility with a window over the
-   terms t-3..t (RANGE frame on the term index), so a value dated term t reads terms <= t only
-   and a point-in-time join never sees the future.
+1. one aggregate pass over `grades`, bucket of students by bucket (ranges of student_id when the
+   lake is sorted by student, so a bucket reads only its row groups): each (student, subject)
+   career becomes one row holding the term's share for every term;
+2. term by term, city-wide, from those rows: z from the (grade, subject) group's mean and SD,
+   the percentile from a histogram of the group's shares, slope and volatility in closed form
+   over the shares of terms t-3..t (by term index: a value dated term t reads terms <= t only,
+   a gap is not filled by an older term, so a point-in-time join never sees the future).
 `event_timestamp` is the term's `end_date` at 00:00 UTC: a term's results are known when it ends.
-The output is written term by term (row groups in term order).
+The output is written term by term (row groups in term order), straight into the family's file.
 
 Family `student_subject_term` (entities student, subject; one row per student, subject, term):
     grade          int    the student's grade (1-12) in the term's school year (class_memberships
@@ -54,9 +55,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from features.indicators.duck import (
+    Term,
     copy,
-    exams_by_term,
+    entity_ranges,
     files_sql,
     lake_table,
     load_grade_of,
@@ -64,10 +68,11 @@ from features.indicators.duck import (
     sibling,
     sql_list,
     sql_str,
-    term_exams,
     typed,
+    window_terms,
     workspace,
     write_family,
+    write_family_queries,
 )
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
@@ -88,47 +93,74 @@ def build_subject_terms(lake_dir: Path, out_path: Path) -> int:
         if grades is None or not terms:
             return write_family(family, [], out_path)
         load_grade_of(con, lake_dir)
-        exams = exams_by_term(con, grades, scratch / "exams")
-        (exam_rows,) = con.execute(f"SELECT count(*) FROM read_parquet({grades})").fetchall()[0]
+        grades_path = Path(lake_dir) / "grades.parquet"
+        exam_rows = pq.ParquetFile(grades_path).metadata.num_rows
         buckets = max(1, math.ceil(exam_rows / 2 / ROWS_PER_BUCKET))  # ~2 exams per subject and term
-        (scratch / "shares").mkdir()
-        (scratch / "parts").mkdir()
-        # 1. Term by term across the city: share, then z and percentile within (grade, subject).
-        shares = []
-        for term in terms:
-            shares.append(copy(con, f"""
-                WITH s AS (
-                    SELECT e.student_id, e.subject, avg(e.share) AS share, any_value(g.grade) AS grade
-                    FROM {term_exams(exams, term)} e LEFT JOIN grade_of g
-                      ON g.student_id = e.student_id AND g.school_year = {term.school_year}
-                    GROUP BY e.student_id, e.subject
-                )
-                SELECT student_id, subject, {term.idx} AS term_idx, grade, share,
-                       CASE WHEN grade IS NOT NULL THEN coalesce(
-                           (share - avg(share) OVER w) / nullif(stddev_pop(share) OVER w, 0), 0.0) END AS z,
-                       CASE WHEN grade IS NOT NULL THEN 100.0 * percent_rank() OVER (w ORDER BY share) END AS pct
-                FROM s WINDOW w AS (PARTITION BY grade, subject)
-            """, scratch / "shares" / f"t{term.idx}.parquet"))
-        # 2. Students bucket by bucket: each career's slope and volatility over the terms t-3..t
-        #    (a RANGE frame on the term index: earlier terms only, a gap is not filled by an older term).
-        for bucket in range(buckets):
-            careers = typed(family, f"""
-                SELECT s.student_id AS student_key, s.subject, t.end_ts AS event_timestamp, s.term_idx,
-                       s.grade, s.share, s.z, s.pct,
-                       regr_slope(s.share, s.term_idx) OVER w AS slope_4t,
-                       stddev_samp(s.share) OVER w AS volatility_4t,
-                       CASE WHEN s.share < {FAIL_SHARE} - {_EPS} THEN 1 ELSE 0 END AS failed
-                FROM read_parquet({files_sql(shares)}) s JOIN terms t ON t.idx = s.term_idx
-                WHERE hash(s.student_id) % {buckets} = {bucket}
-                WINDOW w AS (PARTITION BY s.student_id, s.subject ORDER BY s.term_idx
-                             RANGE BETWEEN {WINDOW_TERMS - 1} PRECEDING AND CURRENT ROW)
-            """, extra=("term_idx",))
-            target = sql_str(str(scratch / "parts" / f"b{bucket}"))
-            con.execute(f"COPY ({careers}) TO {target} (FORMAT parquet, PARTITION_BY (term_idx))")
-        # Written term by term, so a reader filtering on one term skips all but a group or two.
-        parts = sorted((scratch / "parts").glob("b*/term_idx=*/*.parquet"),
-                       key=lambda p: (int(p.parent.name.split("=")[1]), int(p.parent.parent.name[1:]), p.name))
-        return write_family(family, parts, out_path)
+        # 1. One aggregate pass over the grades, bucket of students by bucket: each (student, subject)
+        #    career as one row with a share per term (the mean over that term's exams).
+        shares = ", ".join(f"avg(least(score / full_mark, 1.0)) FILTER (WHERE term_id = {sql_str(t.term_id)}) "
+                           f"AS {_share(t)}" for t in terms)
+        (scratch / "careers").mkdir()
+        careers = [copy(con, f"""
+            SELECT student_id, subject, {shares} FROM read_parquet({grades})
+            WHERE score IS NOT NULL AND full_mark > 0 AND {condition}
+            GROUP BY student_id, subject
+        """, scratch / "careers" / f"b{i}.parquet")
+            for i, condition in enumerate(entity_ranges(grades_path, "student_id", buckets))]
+        # 2. Term by term across the city, written straight into the family's file in term order.
+        return write_family_queries(con, family, [_term_sql(term, terms, careers) for term in terms], out_path)
+
+
+def _share(term: Term) -> str:
+    return f"share_{term.idx}"
+
+
+def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
+    """Rows of one term: share, z and percentile within (grade, subject) city-wide, slope and
+    volatility over the terms t-3..t the career has a share in, failed.
+
+    z comes from the group's mean and population SD (a hash aggregate); the percentile from a
+    histogram of the group's shares: rank - 1 is the number of the group's shares strictly below
+    (ties share the lowest rank), as `percent_rank` gives, without sorting the rows themselves.
+    Slope and volatility are the closed forms over the (at most 4) shares of the window, centred
+    on their means: least squares slope sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x
+    the term offset (0, -1, -2, -3; a missing term is missing, not replaced by an older one), and
+    the sample SD; both need 2 terms.
+    """
+    window = [(_share(t), t.idx - term.idx) for t in window_terms(terms, term, WINDOW_TERMS)]
+    n = " + ".join(f"({y} IS NOT NULL)::INTEGER" for y, _ in window)
+    sum_x = " + ".join(f"CASE WHEN {y} IS NULL THEN 0 ELSE {x} END" for y, x in window)
+    sum_y = " + ".join(f"coalesce({y}, 0.0)" for y, _ in window)
+    sxx = " + ".join(f"CASE WHEN {y} IS NULL THEN 0.0 ELSE ({x} - mx) * ({x} - mx) END" for y, x in window)
+    sxy = " + ".join(f"coalesce(({x} - mx) * ({y} - my), 0.0)" for y, x in window)
+    syy = " + ".join(f"coalesce(({y} - my) * ({y} - my), 0.0)" for y, _ in window)
+    grouped = "r.grade IS NOT NULL"
+    return f"""
+        WITH r AS MATERIALIZED (
+            SELECT *, ({sum_x}) / n AS mx, ({sum_y}) / n AS my FROM (
+                SELECT c.student_id, c.subject, g.grade, c.{_share(term)} AS share,
+                       {', '.join(y for y, _ in window)}, {n} AS n
+                FROM read_parquet({files_sql(careers)}) c LEFT JOIN grade_of g
+                  ON g.student_id = c.student_id AND g.school_year = {term.school_year}
+                WHERE c.{_share(term)} IS NOT NULL)),
+        groups AS (
+            SELECT grade, subject, avg(share) AS mean, stddev_pop(share) AS sd, count(*) AS size
+            FROM r WHERE grade IS NOT NULL GROUP BY grade, subject),
+        below AS (
+            SELECT grade, subject, share,
+                   sum(c) OVER (PARTITION BY grade, subject ORDER BY share) - c AS below
+            FROM (SELECT grade, subject, share, count(*) AS c FROM r WHERE grade IS NOT NULL
+                  GROUP BY grade, subject, share))
+        SELECT r.student_id AS student_key, r.subject, {term.end_sql} AS event_timestamp, r.grade, r.share,
+               CASE WHEN {grouped} THEN coalesce((r.share - groups.mean) / nullif(groups.sd, 0), 0.0) END AS z,
+               CASE WHEN {grouped} THEN
+                   CASE WHEN groups.size > 1 THEN 100.0 * below.below / (groups.size - 1) ELSE 0.0 END END AS pct,
+               CASE WHEN r.n >= 2 THEN ({sxy}) / ({sxx}) END AS slope_4t,
+               CASE WHEN r.n >= 2 THEN sqrt(({syy}) / (r.n - 1)) END AS volatility_4t,
+               CASE WHEN r.share < {FAIL_SHARE} - {_EPS} THEN 1 ELSE 0 END AS failed
+        FROM r LEFT JOIN groups ON groups.grade = r.grade AND groups.subject = r.subject
+               LEFT JOIN below ON below.grade = r.grade AND below.subject = r.subject AND below.share = r.share
+    """
 
 
 # ============================================================================================

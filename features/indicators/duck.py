@@ -326,6 +326,80 @@ def write_family(family: IndicatorFamily, parts: list[Path], out_path: Path) -> 
     return rows
 
 
+def _nullable(expr: str) -> str:
+    """`expr` as DuckDB can no longer prove never NULL: its Parquet writer marks a column it proves
+    never NULL as `required`, which would differ from the family's (nullable) Arrow schema."""
+    return f"CASE WHEN {expr} IS NULL THEN NULL ELSE {expr} END"
+
+
+def write_family_queries(con: duckdb.DuckDBPyConnection, family: IndicatorFamily, queries: list[str],
+                         out_path: Path) -> int:
+    """Write the rows of `queries`, one after the other, straight into `out_path`; rows written.
+
+    The queries (each selecting the family's keys, `event_timestamp` and fields by name) run as one
+    UNION ALL in a single COPY with insertion order preserved, so the file holds the first query's
+    rows, then the second's (term by term, say) without a scratch file in between to concatenate.
+    Every column is cast to its declared kind, the schema is checked, and the file is written beside
+    the target and renamed, as `write_family` does.
+    """
+    if not queries:
+        return write_family(family, [], out_path)
+    schema = family.arrow_schema()
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    columns = [f"CAST({_nullable(key)} AS VARCHAR) AS {key}" for key in family.keys]
+    columns.append(f"CAST({_nullable('event_timestamp')} AS TIMESTAMPTZ) AS event_timestamp")
+    columns += [f"CAST({_nullable(name)} AS {_KIND_SQL[kind]}) AS {name}" for name, kind in family.fields.items()]
+    body = " UNION ALL ".join(f"({query})" for query in queries)
+    (previous,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    con.execute("SET preserve_insertion_order = true")  # the queries' rows in the order given
+    try:
+        con.execute(f"COPY (SELECT {', '.join(columns)} FROM ({body})) "
+                    f"TO {sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
+    written = pq.ParquetFile(tmp)
+    if not written.schema_arrow.equals(schema, check_metadata=False):
+        tmp.unlink()
+        raise RuntimeError(f"{family.name}: DuckDB wrote {written.schema_arrow}, not the declared {schema}")
+    rows = written.metadata.num_rows
+    os.replace(tmp, out_path)
+    return rows
+
+
+def entity_ranges(path: Path, column: str, buckets: int) -> list[str]:
+    """SQL conditions cutting the Parquet file at `path` into about `buckets` buckets of whole
+    `column` values (students, say), each read without the whole file where possible.
+
+    A file sorted on `column` (each row group's values after the previous group's) with at least
+    `buckets` row groups is cut into ranges of `column` at row-group boundaries, so a bucket's scan
+    skips every other row group on their statistics. Otherwise the buckets are by hash (each bucket
+    then reads the whole file). Either way every row falls in exactly one bucket (NULLs in the
+    first).
+    """
+    if buckets <= 1:
+        return ["TRUE"]
+    hashed = [f"hash({column}) % {buckets} = {b}" for b in range(buckets)]
+    metadata = pq.ParquetFile(path).metadata
+    index = metadata.schema.to_arrow_schema().names.index(column)
+    groups = []
+    for i in range(metadata.num_row_groups):
+        stats = metadata.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return hashed
+        groups.append((stats.min, stats.max))
+    if len(groups) < buckets or any(earlier[1] > later[0] for earlier, later in zip(groups, groups[1:])):
+        return hashed
+    cuts = sorted({groups[round(j * len(groups) / buckets)][0] for j in range(1, buckets)})
+    conditions = [f"({column} IS NULL OR {column} < {sql_str(cuts[0])})"]
+    conditions += [f"{column} >= {sql_str(low)} AND {column} < {sql_str(high)}" for low, high in zip(cuts, cuts[1:])]
+    conditions.append(f"{column} >= {sql_str(cuts[-1])}")
+    return conditions
+
+
 def lake_mtime(lake_dir: Path) -> float:
     return max((p.stat().st_mtime for p in Path(lake_dir).glob("*.parquet")), default=0.0)
 
