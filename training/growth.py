@@ -160,9 +160,12 @@ def train_growth(store, settings: Settings, config: GrowthConfig | None = None) 
     budget.ledger.settle(receipt.ids[0], epsilon=spent.epsilon, delta=spent.delta)
     agreement = growth_agreement(dp_model.growth_percentile(X_test, y_test), exact.growth_percentile(X_test, y_test))
 
+    audits = [{"target": target, **result.to_dict(), "summary": result.summary()}
+              for target, result in (("dp", _audit(dp_model, X_train, y_train, X_test, y_test, delta)),
+                                     ("nonprivate", _audit(exact, X_train, y_train, X_test, y_test, delta)))]
     data = ray.put((X_train, y_train, X_test, y_test, exact.growth_percentile(X_test, y_test)))
     curve = utility_sweep(partial(_held_out_spearman, data=data, params=params))
-    card = _card(budget, spent, agreement, len(X_train), len(X_test), seconds_dp, seconds_exact)
+    card = _card(budget, spent, agreement, len(X_train), len(X_test), seconds_dp, seconds_exact, audits)
     candidate = Candidate(
         name=MODEL_NAME, model=dp_model, card=card, primary_metric="spearman", data_release=budget.release,
         params={**{f"config.{k}": v for k, v in asdict(config).items()},
@@ -172,10 +175,12 @@ def train_growth(store, settings: Settings, config: GrowthConfig | None = None) 
                 "n_train": len(X_train), "n_test": len(X_test)},
         metrics={"dp.epsilon": spent.epsilon, **agreement, "fit_seconds_dp": seconds_dp,
                  "fit_seconds_exact": seconds_exact,
-                 **{f"sweep.spearman_at_eps_{e:g}": value for e, value in curve.items()}},
+                 **{f"sweep.spearman_at_eps_{e:g}": value for e, value in curve.items()},
+                 **{f"audit.{a['target']}.{a['attack']}.{key}": float(a[key]) for a in audits
+                    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "epsilon_lower_bound")}},
         tags={"epsilon": spent.epsilon, "delta": spent.delta, "accountant": spent.accountant,
               "unit_of_privacy": "one student", "median_abs_diff": agreement["median_abs_diff"]},
-        dicts={"utility_vs_epsilon.json": {str(e): v for e, v in curve.items()}},
+        dicts={"utility_vs_epsilon.json": {str(e): v for e, v in curve.items()}, "audits.json": audits},
         figures={"utility_vs_epsilon.png": utility_figure(
             curve, {"exact SGP (itself)": 1.0}, metric="Spearman with the exact SGP",
             title=f"{MODEL_NAME}: agreement against ε (n train = {len(X_train):,})")},
@@ -199,8 +204,27 @@ def _held_out_spearman(epsilon: float, *, data, params: dict) -> float:
     return growth_agreement(model.growth_percentile(X_test, y_test), exact)["spearman"]
 
 
-def _card(budget, spent, agreement: dict, n_train: int, n_test: int, seconds_dp: float, seconds_exact: float
-          ) -> ModelCard:
+def mean_pinball_loss(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each student's pinball loss averaged over the model's 99 quantiles (score points)."""
+    from models.growth import quantile_levels
+
+    quantiles = model.predict_quantiles(X)
+    taus = quantile_levels(quantiles.shape[1])[None, :]
+    residual = np.clip(y, 0.0, 100.0)[:, None] - quantiles
+    return np.maximum(taus * residual, (taus - 1.0) * residual).mean(axis=1)
+
+
+def _audit(model, X_train, y_train, X_test, y_test, delta: float):
+    """Loss-threshold attack on a quantile model: minus each student's pinball loss, training
+    students against held-out ones."""
+    from privacy.audit import score_threshold_audit
+
+    return score_threshold_audit(-mean_pinball_loss(model, X_train, y_train),
+                                 -mean_pinball_loss(model, X_test, y_test), delta=delta)
+
+
+def _card(budget, spent, agreement: dict, n_train: int, n_test: int, seconds_dp: float, seconds_exact: float,
+          audits: list[dict]) -> ModelCard:
     return ModelCard(
         name=MODEL_NAME, version=None,
         purpose="Each student's growth percentile (1-99) per subject and term: where this term's result falls "
@@ -220,7 +244,10 @@ def _card(budget, spent, agreement: dict, n_train: int, n_test: int, seconds_dp:
                  "90th percentile |DP − exact|": agreement["p90_abs_diff"],
                  "Spearman (DP, exact)": agreement["spearman"], "training students": n_train,
                  "held-out students": n_test, "fit seconds (DP)": seconds_dp, "fit seconds (exact SGP)": seconds_exact},
-        limits=["The exact SGP is the non-private reference: internal, never served.",
+        audits=audits,
+        limits=["The exact SGP is the non-private reference: internal, never served; so are the audits (a "
+                "loss-threshold attack on each student's pinball loss; the one-run canary audit, built for "
+                "classifiers, is not run for this model).",
                 "Pooled over grades and subjects on the percentile-rank scale; a subject whose cohort is small "
                 "gets the city-wide curve.",
                 "A student needs the previous term's result; a first-term student has no growth percentile."],
