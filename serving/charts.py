@@ -32,6 +32,11 @@ BLUE, ORANGE, GREY, RED, GREEN = "#1f5fa8", "#d97706", "#9ca3af", "#b91c1c", "#1
 LEVEL_LINES = ((60, "pass"), (80, "good"), (90, "excellent"))
 # No animation: the first frame is the final one, for print and for screenshots alike.
 BASE = {"animation": False, "textStyle": {"fontFamily": "inherit"}}
+# Radar axis names dark enough to read on paper (ECharts' default grey fades in print).
+AXIS_NAME = {"color": "#374151"}
+# With more subjects than this, the growth chart opens on the core subjects; the legend shows the rest.
+GROWTH_SHOWN = 4
+CORE_SUBJECTS = ("chinese", "math", "english")
 
 
 def five_domain_radar(five: FiveDomain, lang: str) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def five_domain_radar(five: FiveDomain, lang: str) -> dict[str, Any]:
                          "lineStyle": {"type": style, "color": ORANGE if stat == "p50" else GREY},
                          "itemStyle": {"color": ORANGE if stat == "p50" else GREY}, "symbol": "none"})
     return {**BASE, "legend": {"bottom": 0}, "tooltip": {},
-            "radar": {"indicator": indicator, "radius": "65%", "splitNumber": 4},
+            "radar": {"indicator": indicator, "radius": "65%", "splitNumber": 4, "axisName": AXIS_NAME},
             "series": [{"type": "radar", "data": data}]}
 
 
@@ -100,17 +105,25 @@ def fitness_items_lines(history: Sequence[FitnessYear], lang: str) -> dict[str, 
 
 
 def growth_lines(growth: Growth, lang: str) -> dict[str, Any]:
-    """Growth percentile per subject over all terms (50 = typical growth for the student's history)."""
+    """Growth percentile per subject over all terms (50 = typical growth for the student's history).
+
+    Seven crossing lines read as noise: past `GROWTH_SHOWN` subjects the chart opens on the core
+    ones (Chinese, math, English, listed first) and the legend switches the others on."""
     terms = sorted({point.term_id for point in growth.points})
-    subjects = sorted({point.subject for point in growth.points})
+    subjects = sorted({point.subject for point in growth.points},
+                      key=lambda s: (CORE_SUBJECTS.index(s) if s in CORE_SUBJECTS else len(CORE_SUBJECTS), s))
     by = {(p.subject, p.term_id): p.percentile for p in growth.points}
     series = [{"type": "line", "name": label("subject", s, lang), "connectNulls": False,
                "data": [by.get((s, term)) for term in terms]} for s in subjects]
     if series:
         series[0]["markLine"] = {"symbol": "none", "silent": True, "lineStyle": {"type": "dashed", "color": GREY},
                                  "data": [{"yAxis": 50}]}
+    legend: dict[str, Any] = {"top": 0, "type": "scroll"}
+    core = [s for s in subjects if s in CORE_SUBJECTS]
+    if len(subjects) > GROWTH_SHOWN and core:
+        legend["selected"] = {label("subject", s, lang): s in CORE_SUBJECTS for s in subjects}
     return {**BASE, "grid": {"left": 40, "right": 30, "top": 50, "bottom": 40}, "tooltip": {"trigger": "axis"},
-            "legend": {"top": 0, "type": "scroll"}, "xAxis": {"type": "category", "data": terms},
+            "legend": legend, "xAxis": {"type": "category", "data": terms},
             "yAxis": {"type": "value", "min": 1, "max": 99}, "series": series}
 
 
@@ -140,7 +153,7 @@ def literacy_radar(literacy: DigitalLiteracy, lang: str) -> dict[str, Any]:
         data.append({"name": _t(lang, "上一次", "Previous"), "value": before, "symbol": "none",
                      "lineStyle": {"type": "dashed", "color": GREY}, "itemStyle": {"color": GREY}})
     return {**BASE, "legend": {"bottom": 0}, "tooltip": {},
-            "radar": {"indicator": indicator, "radius": "62%", "splitNumber": 4},
+            "radar": {"indicator": indicator, "radius": "62%", "splitNumber": 4, "axisName": AXIS_NAME},
             "series": [{"type": "radar", "data": data}]}
 
 

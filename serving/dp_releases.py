@@ -5,7 +5,9 @@ and the fitness pass rates `portrait statistics` released through OpenDP (`train
 describes the files). Suppressed cells stay empty; every figure carries the ε its release spent.
 
 Combining released cells (both sexes of a grade) is post-processing of noisy counts: it costs no
-further privacy budget.
+further privacy budget. So is putting a cohort's percentiles back in order: each is released with
+its own noise, and in a small cohort p75 can come out below p50. The service shows them sorted
+(the rearrangement of crossing quantile estimates), never a p75 under a p50.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def _parse_norms(table: pd.DataFrame | None) -> dict[tuple[int, str], FiveDomain
         domains = {}
         for domain, rows in cell[cell["domain"].notna()].groupby("domain", sort=False):
             values = dict(zip(rows["statistic"], rows["value"]))
-            domains[str(domain)] = DomainNorm(str(domain), {name: _number(values.get(name)) for name in NORM_STATISTICS})
+            domains[str(domain)] = DomainNorm(str(domain), _in_order({name: _number(values.get(name))
+                                                                      for name in NORM_STATISTICS}))
         norms[(int(grade), str(sex))] = FiveDomainNorms(
             grade=int(grade), sex=str(sex),
             term_end=_date(cell["term_end"].iloc[0]) if "term_end" in cell else None,
@@ -107,6 +110,15 @@ def _parse_norms(table: pd.DataFrame | None) -> dict[tuple[int, str], FiveDomain
             domains=domains,
         )
     return norms
+
+
+def _in_order(percentiles: dict[str, float | None]) -> dict[str, float | None]:
+    """The released percentiles sorted into p10 <= p25 <= ... <= p90 (post-processing); a set with a
+    suppressed (None) value stays as released."""
+    values = [percentiles[name] for name in NORM_STATISTICS]
+    if any(value is None for value in values):
+        return percentiles
+    return dict(zip(NORM_STATISTICS, sorted(values)))
 
 
 def _parse_pass_rates(table: pd.DataFrame | None) -> tuple[PassRateCell, ...]:

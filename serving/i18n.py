@@ -124,9 +124,20 @@ TEXT: dict[str, tuple[str, str]] = {
     "domain": ("维度", "Domain"),
     "score": ("得分", "Score"),
     "position": ("所处区间", "Position"),
+    "standing": ("评价", "Standing"),
+    "strengths": ("优势", "Strengths"),
+    "weaknesses": ("待加强", "To strengthen"),
+    "none_listed": ("无", "none"),
+    "standing_rule": ("优势：得分不低于同年级同性别常模的 P75（前四分之一）；待加强：低于 P25（后四分之一）。"
+                      "常模为差分隐私发布，小样本时误差较大，仅供参考。",
+                      ("Strength: at or above the P75 of the same grade and sex (top quarter); to strengthen: below "
+                       "its P25 (bottom quarter). The norms are a DP release; in a small cohort they are "
+                       "rough, so read them as a guide.")),
     "growth": ("学科成长百分位（纵向）", "Growth percentiles by subject (vertical)"),
-    "growth_note": ("成长百分位：与历史成绩相同的学生相比，本学期成绩所处的位置（1–99）。",
-                    "Growth percentile: where this term's score falls among students with the same history (1–99)."),
+    "growth_note": ("成长百分位：与历史成绩相同的学生相比，本学期成绩所处的位置（1–99）。"
+                    "学科较多时默认显示语文、数学、英语，点击图例可显示其他学科。",
+                    ("Growth percentile: where this term's score falls among students with the same history (1–99). "
+                     "With many subjects the chart opens on Chinese, math and English; click the legend for the others.")),
     "academics": ("学业", "Academics"),
     "subjects": ("学科数", "Subjects"),
     "failed_subjects": ("不及格学科", "Failed subjects"),

@@ -44,6 +44,7 @@ WARNING_LEVEL = {"high": ("重点关注", "High"), "watch": ("留意", "Watch")}
 SOURCE = {"rule": ("依据记录", "From records"), "model": ("模型估计", "Model estimate")}
 BAND = {"below_p10": ("低于P10", "below P10"), "p10_p25": ("P10–P25", "P10–P25"), "p25_p50": ("P25–P50", "P25–P50"),
         "p50_p75": ("P50–P75", "P50–P75"), "p75_p90": ("P75–P90", "P75–P90"), "above_p90": ("高于P90", "above P90")}
+STANDING = {"strength": ("优势", "Strength"), "weakness": ("待加强", "To strengthen")}
 TREND = {"up": ("↑", "↑"), "down": ("↓", "↓"), "flat": ("→", "→")}
 COURSE_LEVEL = {"basic": ("初级", "Basic"), "intermediate": ("中级", "Intermediate"), "advanced": ("高级", "Advanced")}
 SUBJECT = {
@@ -92,7 +93,7 @@ ACTION = {
 
 KINDS = {
     "item": ITEM, "level": LEVEL, "bmi": BMI_CATEGORY, "sex": SEX, "grade": GRADE, "role": ROLE, "domain": DOMAIN,
-    "dimension": DIMENSION, "warning": WARNING_LEVEL, "source": SOURCE, "band": BAND, "trend": TREND,
+    "dimension": DIMENSION, "warning": WARNING_LEVEL, "source": SOURCE, "band": BAND, "standing": STANDING, "trend": TREND,
     "course_level": COURSE_LEVEL, "subject": SUBJECT, "reason": REASON, "action": ACTION,
 }
 

@@ -204,7 +204,10 @@ def _five_domain(row: Row | None, releases: DPReleases, grade: int | None, sex: 
     if norms is None:
         return FiveDomain(scores=scores, norms_message="no DP norms released for this grade and sex yet "
                                                        "(portrait statistics releases them)")
-    return FiveDomain(scores=scores, norms=_public_norms(norms, scores))
+    public = _public_norms(norms, scores)
+    return FiveDomain(scores=scores, norms=public,
+                      strengths=[d.domain for d in public.domains if d.standing == "strength"],
+                      weaknesses=[d.domain for d in public.domains if d.standing == "weakness"])
 
 
 def _public_norms(norms: ReleasedNorms, scores: FiveDomainScores | None) -> FiveDomainNorms:
@@ -213,7 +216,8 @@ def _public_norms(norms: ReleasedNorms, scores: FiveDomainScores | None) -> Five
         norm = norms.domains.get(domain)
         percentiles = norm.percentiles if norm else {}
         score = getattr(scores, domain) if scores else None
-        domains.append(DomainNorm(domain=domain, **percentiles, band=_band(score, percentiles)))
+        domains.append(DomainNorm(domain=domain, **percentiles, band=_band(score, percentiles),
+                                  standing=_standing(score, percentiles)))
     release = DPReleaseRef(release="five_domain_norms", epsilon=norms.epsilon, mechanism=norms.mechanism,
                            as_of=norms.term_end)
     return FiveDomainNorms(grade=norms.grade, sex=norms.sex, count=norms.count, suppressed=norms.suppressed,
@@ -227,6 +231,20 @@ def _band(score: float | None, percentiles: dict[str, float | None]) -> str | No
         if score < percentiles[name]:
             return band
     return "above_p90"
+
+
+def _standing(score: float | None, percentiles: dict[str, float | None]) -> str | None:
+    """A strength at or above the cohort's p75, a weakness below its p25 (the top and bottom quarter
+    of the same grade and sex by the DP norms). The cuts are the bands' (`_band`: a score equal to a
+    percentile falls in the band above it), so the position a page shows and the standing agree."""
+    p25, p75 = percentiles.get("p25"), percentiles.get("p75")
+    if score is None:
+        return None
+    if p75 is not None and score >= p75:
+        return "strength"
+    if p25 is not None and score < p25:
+        return "weakness"
+    return None
 
 
 def _trends(rows: StudentRows) -> Trends:

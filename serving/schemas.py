@@ -179,6 +179,9 @@ class DomainNorm(BaseModel):
     p90: float | None = None
     band: str | None = Field(None, description="Where the student's score falls: below_p10, p10_p25, p25_p50, "
                                                "p50_p75, p75_p90, above_p90")
+    standing: Literal["strength", "weakness"] | None = Field(
+        None, description="strength: the score is at or above the cohort's p75; weakness: below its p25 "
+                          "(the bands' cuts); None: in between, or no score or norm")
 
 
 class FiveDomainNorms(BaseModel):
@@ -196,6 +199,10 @@ class FiveDomain(BaseModel):
     scores: FiveDomainScores | None = None
     norms: FiveDomainNorms | None = None
     norms_message: str | None = None
+    strengths: list[str] = Field([], description="Domains (de, zhi, ti, mei, lao order) where the student scores at "
+                                                 "or above the p75 of the DP norms of their grade and sex")
+    weaknesses: list[str] = Field([], description="Domains where the student scores below that cohort's p25; "
+                                                  "both lists empty without norms")
 
 
 class Academics(BaseModel):

@@ -145,9 +145,37 @@ def test_portrait_holds_every_domain_with_where_each_number_comes_from(client, s
     assert five["norms"]["release"]["epsilon"] == pytest.approx(2.6)  # count 0.1 + 5 domains × 5 × 0.1
     bands = {norm["domain"]: norm["band"] for norm in five["norms"]["domains"]}
     assert bands == {"de": "p75_p90", "zhi": "p50_p75", "ti": "above_p90", "mei": "p25_p50", "lao": "p50_p75"}
+    # Strengths at or above the cohort's P75 (80: de ties it), weaknesses below its P25 (60).
+    assert (five["strengths"], five["weaknesses"]) == (["de", "ti"], [])
+    assert {norm["domain"]: norm["standing"] for norm in five["norms"]["domains"]} == {
+        "de": "strength", "zhi": None, "ti": "strength", "mei": None, "lao": None}
     assert body["academics"]["mean_share"] == 0.78 and body["attendance"]["days_absent"] == 2
     assert body["trends"] == {"academics": "up", "fitness": "up", "attendance": "flat"}
     assert body["warnings"] == [] and body["warning_level"] is None
+
+
+def test_strengths_and_weaknesses_follow_the_quartiles_of_the_sorted_dp_norms(client, settings):
+    write_dp_statistics(settings)
+    norms_path = settings.home / "statistics" / "five_domain_norms.parquet"
+    norms = pd.read_parquet(norms_path)
+    # Grade 9 girls (stu-own): mei's noisy percentiles come out crossed (p75 under p50, p25 over p50);
+    # lao's P25 (and P50) land on the student's 70 (a tie is the band above: no weakness); zhi's P25 is 72.5, above its 72.
+    crossed = {"p10": 50.0, "p25": 72.0, "p50": 70.0, "p75": 66.0, "p90": 88.0}
+    cell = (norms["grade"] == 9) & (norms["sex"] == "f")
+    for stat, value in crossed.items():
+        norms.loc[cell & (norms["domain"] == "mei") & (norms["statistic"] == stat), "value"] = value
+    norms.loc[cell & (norms["domain"] == "lao") & (norms["statistic"] == "p25"), "value"] = 70.0
+    norms.loc[cell & (norms["domain"] == "zhi") & (norms["statistic"] == "p25"), "value"] = 72.5
+    norms.loc[cell & (norms["domain"] == "zhi") & (norms["statistic"] == "p50"), "value"] = 75.0
+    norms.to_parquet(norms_path)
+    five = _get(client, "teacher", "/api/v1/students/stu-own/portrait")["five_domain"]
+    mei = next(norm for norm in five["norms"]["domains"] if norm["domain"] == "mei")
+    # Sorted (post-processing of the release): 50 ≤ 66 ≤ 70 ≤ 72 ≤ 88; the student's 65 is under P25.
+    assert [mei[stat] for stat in ("p10", "p25", "p50", "p75", "p90")] == [50.0, 66.0, 70.0, 72.0, 88.0]
+    assert mei["band"] == "p10_p25" and mei["standing"] == "weakness"
+    bands = {norm["domain"]: (norm["band"], norm["standing"]) for norm in five["norms"]["domains"]}
+    assert bands["lao"] == ("p50_p75", None) and bands["zhi"] == ("p10_p25", "weakness")
+    assert (five["strengths"], five["weaknesses"]) == (["de", "ti"], ["zhi", "mei"])
 
 
 def test_models_still_to_come_say_so_instead_of_showing_numbers(client):

@@ -68,6 +68,16 @@ def test_growth_lines_per_subject_over_terms():
     option = charts.growth_lines(growth, "zh")
     assert option["xAxis"]["data"] == ["2024-2", "2025-1"]
     assert {s["name"]: s["data"] for s in option["series"]} == {"语文": [None, 55.0], "数学": [40.0, 60.0]}
+    assert "selected" not in option["legend"]  # few subjects: every line shown
+
+
+def test_growth_lines_open_on_the_core_subjects_when_there_are_many():
+    subjects = ("art", "chinese", "english", "math", "music", "pe", "science")
+    growth = Growth(available=True, points=[GrowthPoint(subject=s, term_id="2025-1", percentile=50) for s in subjects])
+    option = charts.growth_lines(growth, "zh")
+    assert [s["name"] for s in option["series"]][:3] == ["语文", "数学", "英语"]
+    assert option["legend"]["selected"] == {"语文": True, "数学": True, "英语": True, "美术": False, "音乐": False,
+                                            "体育": False, "科学": False}
 
 
 def test_pass_rate_bars_use_the_city_cell_of_both_sexes():

@@ -99,6 +99,14 @@ def test_student_page_shows_the_growth_portrait(client, settings):
     for text in ("五育发展", "常模中位数", "差分隐私发布 five_domain_norms（2026-01-20），ε=2.6", "50米跑",
                  "体测总分不及格", "与家长沟通", "71%", "依据学校记录精确计算", "不及格"):
         assert text in html, text
+    # Strengths (at or above P75) and weaknesses (below P25) named, with the rule.
+    assert '<span class="badge strength">德</span> <span class="badge strength">体</span>' in html
+    assert "优势：得分不低于同年级同性别常模的 P75" in html
+    printed = client.get("/students/stu-own-2/print").text
+    assert '<span class="badge strength">体</span>' in printed and "data-weaknesses" in printed
+    client.get("/lang/en")
+    english = client.get("/students/stu-own-2").text
+    assert "Strengths" in english and "To strengthen" in english and '<span class="badge strength">Physical</span>' in english
     # Models still to come: said so, with no numbers.
     assert 'data-unavailable="growth"' in html and 'data-unavailable="academic_risk"' in html
     assert "growth 模型尚未评分写入在线特征库" in html
