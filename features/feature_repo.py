@@ -146,8 +146,10 @@ _MODEL_FIELDS = [Field(name="model_name", dtype=String), Field(name="model_versi
 # Score view → (entity, TTL, payload fields, description). Batch scoring (`training.score`) writes
 # `<view>.parquet` under the scores folder; a view whose file does not exist yet is not published.
 SCORE_VIEWS: dict[str, tuple[str, timedelta, dict, str]] = {
-    "fitness_risk_score": ("student", FITNESS_TTL, {"risk_probability": Float64},
-                           "Batch-scored probability that the next annual fitness total is below 60."),
+    "fitness_risk_score": ("student", FITNESS_TTL, {"risk_probability": Float64, "level": String,
+                                                   "reasons_json": String},
+                           "Probability that the next annual fitness total is below 60, level (red, amber, "
+                           "green) and the items and trends behind it (JSON: feature, value, effect)."),
     "growth_score": ("student", TERM_TTL, {"growth_json": String, "median_growth_percentile": Float64},
                      "Growth percentiles per subject and term (JSON), and the latest term's median."),
     "academic_risk_score": ("student", TERM_TTL, {"risk_probability": Float64, "level": String,
@@ -240,16 +242,35 @@ def publish(store: FeatureStore, definitions: list, *, views: list[str] | None =
     store.apply(definitions)
     online = [d for d in definitions if isinstance(d, FeatureView) and d.online and (views is None or d.name in views)]
     windows = [window for window in map(_online_window, sorted(online, key=lambda d: -len(d.features))) if window]
-    if store.config.online_store.type != "redis":
+    config = _writer_config(store.config)
+    if config.online_store.type != "redis":
         workers = 1
     if workers <= 1 or len(windows) <= 1:
         for window in windows:
-            _materialize(store.config, *window)
+            _materialize(config, *window)
         return
     # spawn, not fork: the parent may hold DuckDB and gRPC threads a forked child must not inherit.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(windows)), mp_context=context) as pool:
-        list(pool.map(_materialize, [store.config] * len(windows), *zip(*windows)))
+        list(pool.map(_materialize, [config] * len(windows), *zip(*windows)))
+
+
+def _writer_config(config: RepoConfig) -> RepoConfig:
+    """The store's configuration as `publish` writes with it.
+
+    Redis: without Feast's read-before-write (`skip_dedup`). Feast otherwise first reads every
+    entity's stored timestamp for the view and skips a row that is not newer, a second round trip
+    per entity that costs about as much as the write itself. A publish writes each view once, from
+    one process, one row per entity (its latest), so that check has nothing to protect, and
+    without it the store holds exactly the release published: a re-published release with
+    corrected values at the same timestamps, or a past release, replaces what is there instead
+    of being skipped.
+    """
+    if config.online_store.type != "redis":
+        return config
+    writer = config.model_copy(deep=True)
+    writer.online_store.skip_dedup = True
+    return writer
 
 
 def _online_window(view: FeatureView) -> tuple[str, datetime, datetime] | None:

@@ -157,6 +157,34 @@ def test_redis_online_store_and_sql_registry_serve_the_same_portrait(city, redis
     pd.testing.assert_frame_equal(from_redis[sorted(from_redis.columns)], from_sqlite[sorted(from_sqlite.columns)])
 
 
+def test_a_republished_release_replaces_the_redis_values_it_covers(city, redis_url, tmp_path):
+    """Publishing writes the release as it is: values corrected at the same timestamps replace the
+    stored ones (Feast's own read-before-write would skip a row that is not strictly newer)."""
+    indicators = tmp_path / "indicators"
+    indicators.mkdir()
+    for path in city.indicators_dir.glob("*.parquet"):
+        (indicators / path.name).write_bytes(path.read_bytes())
+    scaled = city.model_copy(update={
+        "home": tmp_path / "home", "feast_online_store": "redis", "feast_redis_url": redis_url,
+    })
+    store = feature_store(scaled)
+    publish(store, indicator_views(indicators), views=["student_academics"], workers=2)
+    academics = pd.read_parquet(indicators / "student_academics.parquet")
+    latest = academics.sort_values("event_timestamp").groupby("student_key").tail(1)
+    latest = latest[latest["event_timestamp"] == latest["event_timestamp"].max()].head(20)
+    rows = [{"student_key": key} for key in latest["student_key"]]
+
+    def online() -> list:
+        return store.get_online_features(features=["student_academics:mean_share"],
+                                         entity_rows=rows).to_dict()["mean_share"]
+
+    assert online() == pytest.approx(latest["mean_share"].tolist())
+    corrected = academics.assign(mean_share=academics["mean_share"] / 2)
+    corrected.to_parquet(indicators / "student_academics.parquet", index=False, coerce_timestamps="us")
+    publish(store, indicator_views(indicators), views=["student_academics"], workers=2)
+    assert online() == pytest.approx((latest["mean_share"] / 2).tolist())
+
+
 def test_training_past_the_release_budget_is_refused_before_any_model_trains(city, tmp_path):
     from privacy.ledger import BudgetExceeded, PrivacyLedger
     from training.fitness_risk import train_fitness_risk
