@@ -10,8 +10,7 @@ Families (`FAMILIES`): `student_fitness` (one row per student and test, true fro
 and `student_fitness_history` (every test so far as one JSON document). Both are built in DuckDB
 over the lake, scored once per lake in chunks of one school year (see `scored_fitness`), and
 computed in student buckets so memory is bounded whatever the city's size; nothing loops over
-students in Python. The DuckDB plumbing the teacher and class families share (`duck_session`,
-`FamilyWriter`) sits at the end of this module.
+students in Python. The DuckDB plumbing lives in `features/indicators/duck.py`.
 """
 
 from __future__ import annotations
@@ -34,11 +33,12 @@ from features.contract import TABLES
 from features.indicators.duck import (
     CHUNK_ROWS,
     HISTORY_CHUNK_ROWS,
-    FamilyWriter,
     duck_session,
     spill_dir,
     sql_literal,
     student_buckets,
+    write_family,
+    write_family_queries,
 )
 from features.indicators.family import IndicatorFamily
 from features.standards import csphs2014
@@ -384,18 +384,20 @@ def _history_sql(source: str) -> str:
         || '", "total_score": ' || {number('total_score')} || ', "level": ' || {text('level')}
         || ', "bmi": ' || {number('bmi')} || ', "bmi_category": ' || {text('bmi_category')}
         || ', "score_bmi": ' || {number('score_bmi')} || ', "scores": {{' || {scores} || '}}}}'"""
+    # A student's tests in order as one list; test i's history is the list's first i entries
+    # (school_year is unique per student, so "up to this test" is a prefix).
     return f"""
-        WITH years AS (
-            SELECT student_key, event_timestamp, school_year, {year_json} AS year_json FROM {source}
+        WITH careers AS (
+            SELECT student_key,
+                   list({year_json} ORDER BY school_year, event_timestamp) AS years,
+                   list(event_timestamp ORDER BY school_year, event_timestamp) AS stamps
+            FROM {source} GROUP BY student_key
+        ), tests AS (
+            SELECT student_key, years, stamps, generate_subscripts(years, 1) AS i FROM careers
         )
-        SELECT a.student_key, a.event_timestamp,
-               '[' || string_agg(b.year_json, ', ' ORDER BY b.school_year, b.event_timestamp) || ']' AS history_json
-        FROM years a JOIN years b
-          ON b.student_key = a.student_key
-         AND (b.school_year < a.school_year
-              OR (b.school_year = a.school_year AND b.event_timestamp <= a.event_timestamp))
-        GROUP BY a.student_key, a.event_timestamp, a.school_year
-        ORDER BY a.student_key, a.event_timestamp
+        SELECT student_key, stamps[i] AS event_timestamp, '[' || array_to_string(years[1:i], ', ') || ']' AS history_json
+        FROM tests
+        ORDER BY student_key, event_timestamp
     """
 
 
@@ -403,12 +405,15 @@ def _build_over_tests(family: IndicatorFamily, sql: Callable[[str], str], lake_d
                       rows_per_bucket: int) -> int:
     out_path = Path(out_path)
     scored = scored_fitness(lake_dir, out_path.parent)
-    with duck_session(spill_dir(out_path)) as con, FamilyWriter(family, out_path) as out:
-        if scored is not None:
-            _scored_view(con, scored)
-            for bucket in student_buckets(con, "tests", "student_key", rows_per_bucket):
-                out.add_query(con, sql(f"(SELECT * FROM tests WHERE {bucket})"))
-    return out.rows
+    with duck_session(spill_dir(out_path)) as con:
+        if scored is None:
+            return write_family(family, [], out_path)
+        _scored_view(con, scored)
+        # Bucket after bucket (each in student order) straight into the file, encoded by DuckDB's
+        # parallel writer rather than one pyarrow thread (the history's JSON is most of the bytes).
+        buckets = student_buckets(con, "tests", "student_key", rows_per_bucket)
+        return write_family_queries(con, family, [sql(f"(SELECT * FROM tests WHERE {b})") for b in buckets],
+                                    out_path)
 
 
 def build_student_fitness(lake_dir: Path, out_path: Path) -> int:
