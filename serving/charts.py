@@ -37,6 +37,8 @@ AXIS_NAME = {"color": "#374151"}
 # With more subjects than this, the growth chart opens on the core subjects; the legend shows the rest.
 GROWTH_SHOWN = 4
 CORE_SUBJECTS = ("chinese", "math", "english")
+# School year over grade, every year labelled (`_year_label`).
+YEAR_AXIS_LABEL = {"interval": 0, "lineHeight": 15}
 
 
 def five_domain_radar(five: FiveDomain, lang: str) -> dict[str, Any]:
@@ -78,8 +80,8 @@ def fitness_totals_line(history: Sequence[FitnessYear], lang: str) -> dict[str, 
     totals = [_num(year.total_score) for year in history]
     mark_lines = [{"yAxis": score, "name": label("level", name, lang), "label": {"formatter": f"{{b}} {score}"}}
                   for score, name in LEVEL_LINES]
-    return {**BASE, "grid": {"left": 40, "right": 80, "top": 20, "bottom": 40}, "tooltip": {"trigger": "axis"},
-            "xAxis": {"type": "category", "data": years},
+    return {**BASE, "grid": {"left": 40, "right": 80, "top": 20, "bottom": 50}, "tooltip": {"trigger": "axis"},
+            "xAxis": {"type": "category", "data": years, "axisLabel": YEAR_AXIS_LABEL},
             "yAxis": {"type": "value", "min": 0, "max": 120},
             "series": [{"type": "line", "name": _t(lang, "总分", "Total"), "data": totals, "connectNulls": False,
                         "label": {"show": True, "position": "top"}, "lineStyle": {"color": BLUE, "width": 2},
@@ -99,8 +101,9 @@ def fitness_items_lines(history: Sequence[FitnessYear], lang: str) -> dict[str, 
     if series:
         series[0]["markLine"] = {"symbol": "none", "silent": True, "lineStyle": {"type": "dashed", "color": RED},
                                  "data": [{"yAxis": 60, "label": {"formatter": _t(lang, "及格 60", "pass 60")}}]}
-    return {**BASE, "grid": {"left": 40, "right": 70, "top": 50, "bottom": 40}, "tooltip": {"trigger": "axis"},
-            "legend": {"top": 0, "type": "scroll"}, "xAxis": {"type": "category", "data": years},
+    return {**BASE, "grid": {"left": 40, "right": 70, "top": 50, "bottom": 50}, "tooltip": {"trigger": "axis"},
+            "legend": {"top": 0, "type": "scroll"},
+            "xAxis": {"type": "category", "data": years, "axisLabel": YEAR_AXIS_LABEL},
             "yAxis": {"type": "value", "min": 0, "max": 100}, "series": series}
 
 
@@ -160,8 +163,10 @@ def literacy_radar(literacy: DigitalLiteracy, lang: str) -> dict[str, Any]:
 def budget_bar(releases: Sequence[LedgerRelease], lang: str) -> dict[str, Any]:
     """ε used and left per release, stacked to the release's total."""
     names = [release.release for release in releases]
-    return {**BASE, "grid": {"left": 60, "right": 20, "top": 40, "bottom": 30}, "tooltip": {"trigger": "axis"},
-            "legend": {"top": 0}, "yAxis": {"type": "category", "data": names}, "xAxis": {"type": "value", "name": "ε"},
+    # containLabel: a release named "2025/teachers" must not be cut at the chart's edge.
+    return {**BASE, "grid": {"left": 10, "right": 30, "top": 40, "bottom": 30, "containLabel": True},
+            "tooltip": {"trigger": "axis"}, "legend": {"top": 0}, "yAxis": {"type": "category", "data": names},
+            "xAxis": {"type": "value", "name": "ε"},
             "series": [
                 {"type": "bar", "stack": "budget", "name": _t(lang, "已用 ε", "ε used"), "itemStyle": {"color": ORANGE},
                  "data": [_num(r.epsilon_spent, 4) for r in releases], "label": {"show": True}},
@@ -203,7 +208,8 @@ def _percent(rate: float | None) -> float | None:
 
 def _year_label(year: FitnessYear, lang: str) -> str:
     school_year = f"{year.school_year}" if year.school_year is not None else "?"
-    return f"{school_year} {label('grade', year.grade, lang)}" if year.grade else school_year
+    # Two lines, so every year keeps its label in a half-width chart (one line drops every other one).
+    return f"{school_year}\n{label('grade', year.grade, lang)}" if year.grade else school_year
 
 
 def _t(lang: str, zh: str, en: str) -> str:

@@ -73,10 +73,13 @@ class MlflowModelCards:
         client = self._get_client()
         cards = []
         for model in client.search_registered_models():
+            # search_model_versions leaves each version's aliases empty; the registered model holds them.
+            aliases = _aliases_by_version(getattr(model, "aliases", None))
             for version in client.search_model_versions(f"name = '{model.name}'"):
                 metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
                 cards.append(ModelVersionCard(
-                    name=model.name, version=int(version.version), aliases=tuple(version.aliases or ()),
+                    name=model.name, version=int(version.version),
+                    aliases=tuple(version.aliases or aliases.get(int(version.version), ())),
                     created_at=_timestamp(version.creation_timestamp), tags=dict(version.tags or {}),
                     card_markdown=version.description or "", audits=audits_from_metrics(metrics),
                     metrics={name: value for name, value in metrics.items() if not name.startswith(AUDIT_PREFIX)}))
@@ -89,6 +92,20 @@ class MlflowModelCards:
 
                 self._client = mlflow_client(self._settings)
             return self._client
+
+
+def _aliases_by_version(aliases) -> dict[int, tuple[str, ...]]:
+    """{version: its aliases, sorted} from a registered model's aliases ({alias: version} in MLflow 2+,
+    a list of objects with .alias and .version in older clients)."""
+    pairs = (aliases.items() if isinstance(aliases, dict)
+             else [(a.alias, a.version) for a in aliases or ()])
+    by_version: dict[int, list[str]] = {}
+    for alias, version in pairs:
+        try:
+            by_version.setdefault(int(version), []).append(str(alias))
+        except (TypeError, ValueError):
+            continue
+    return {version: tuple(sorted(names)) for version, names in by_version.items()}
 
 
 def audits_from_metrics(metrics: dict[str, float]) -> tuple[AuditRow, ...]:

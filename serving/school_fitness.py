@@ -115,7 +115,7 @@ def fitness_statistics(user: User, reader: FeatureReader, releases: DPReleases, 
                          suppressed=c.suppressed) for c in cells]
     release = DPReleaseRef(release="fitness_pass_rates", epsilon=max(c.epsilon for c in cells),
                            mechanism="OpenDP noisy counts; rate = passing / tested",
-                           as_of=f"{cells[0].school_year} school year")
+                           as_of=str(cells[0].school_year))  # the school year the rates are of
     return SchoolFitnessStatistics(school_id=school_id, grades=grades, city=city, city_release=release)
 
 

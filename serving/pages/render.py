@@ -40,6 +40,21 @@ def _percent(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def _when(value) -> str:
+    """An ISO timestamp as "2026-12-03 07:24 UTC" (to the minute, in UTC); anything else as it is."""
+    from datetime import UTC, datetime
+
+    if not value:
+        return "—"
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.tzinfo is not None else "")
+
+
 def _chart_json(option: dict) -> str:
     # Escaped for an HTML attribute by the template (autoescape); compact to keep pages small.
     return json.dumps(option, ensure_ascii=False, separators=(",", ":"))
@@ -55,6 +70,7 @@ def _markdown(text: str) -> Markup:
 templates.env.filters["number"] = _number
 templates.env.filters["percent"] = _percent
 templates.env.filters["chart_json"] = _chart_json
+templates.env.filters["when"] = _when
 templates.env.filters["markdown"] = _markdown
 templates.env.filters["dimension_label"] = lambda code, lang: label("dimension", code, lang)
 

@@ -50,7 +50,7 @@ def test_fitness_totals_keep_an_untested_year_as_a_gap_with_level_lines():
     option = charts.fitness_totals_line([_year(2023, 7, 70.0), _year(2024, 8, None), _year(2025, 9, 80.0)], "zh")
     series = option["series"][0]
     assert series["data"] == [70.0, None, 80.0] and series["connectNulls"] is False
-    assert option["xAxis"]["data"] == ["2023 初一", "2024 初二", "2025 初三"]
+    assert option["xAxis"]["data"] == ["2023\n初一", "2024\n初二", "2025\n初三"]
     assert [line["yAxis"] for line in series["markLine"]["data"]] == [60, 80, 90]
 
 

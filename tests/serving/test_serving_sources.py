@@ -9,7 +9,7 @@ import pytest
 
 from serving.directory import Directory, ReloadingDirectory, current_enrollment, load_directory
 from serving.dp_releases import DPReleases
-from serving.model_cards import audits_from_metrics
+from serving.model_cards import _aliases_by_version, audits_from_metrics
 from serving.online import CachedFeatureReader, InMemoryFeatureReader
 from serving.throttle import LoginThrottle
 
@@ -94,6 +94,21 @@ def test_audit_metrics_regroup_by_target_and_attack():
                                 "audit.nonprivate.canary.auc": 0.7, "auc_test": 0.8, "audit.bad": 1.0})
     assert [(r.target, r.attack, r.metrics) for r in rows] == [
         ("dp", "threshold", {"auc": 0.5, "epsilon_lower_bound": 0.1}), ("nonprivate", "canary", {"auc": 0.7})]
+
+
+def test_aliases_come_from_the_registered_model():
+    # MLflow's search_model_versions leaves versions' aliases empty; the registered model maps alias → version.
+    assert _aliases_by_version({"champion": 1, "challenger": "1", "old": 2}) == {1: ("challenger", "champion"),
+                                                                              2: ("old",)}
+    assert _aliases_by_version(None) == {}
+
+
+def test_pages_show_times_to_the_minute_in_utc():
+    from serving.pages.render import _when
+
+    assert _when("2026-12-03T07:24:19+00:00") == "2026-12-03 07:24 UTC"
+    assert _when("2026-12-03T15:24:19+08:00") == "2026-12-03 07:24 UTC"
+    assert _when(None) == "—" and _when("yesterday") == "yesterday"
 
 
 def test_throttle_locks_an_account_then_lets_it_go():
