@@ -78,12 +78,16 @@ def run_statistics(settings: Settings) -> dict:
 
 
 def run_audit(settings: Settings, model: str, alias: str = "champion") -> list[dict]:
+    """Re-run a registered classifier's audits (both attacks, DP model and twin) on its own split.
+    Growth and teacher training are audited at training (the loss-threshold attack on their loss)."""
     from features.feature_repo import feature_store
-    from training.fitness_risk import MODEL_NAME, audit_registered
+    from training import academic_risk, fitness_risk
 
-    if model != MODEL_NAME:
-        raise ValueError(f"no audit for model {model!r}; registered models: {MODEL_NAME}")
-    return audit_registered(feature_store(settings), settings, alias)
+    auditors = {"fitness_risk": fitness_risk.audit_registered, "academic_risk": academic_risk.audit_registered}
+    if model not in auditors:
+        raise ValueError(f"no re-run audit for model {model!r}; models: {', '.join(auditors)} (growth and "
+                         f"teacher_training are audited when they train: see their model cards)")
+    return auditors[model](feature_store(settings), settings, alias)
 
 
 def run_score(settings: Settings) -> dict[str, int]:

@@ -250,6 +250,15 @@ def test_the_model_card_shows_the_guarantee_and_audits_that_do_not_refute_it(cit
                              capture_output=True, text=True, timeout=300)
     assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
     assert audited.stdout.count("one_run_canaries") == 2 and "dp " in audited.stdout
+    academic = subprocess.run([*PORTRAIT, "privacy", "audit", "academic_risk"],
+                              env={**os.environ, "PORTRAIT_HOME": str(city["home"]), "RAY_AUTH_MODE": "disabled"},
+                              capture_output=True, text=True, timeout=300)
+    assert academic.returncode == 0, academic.stdout[-2000:] + academic.stderr[-2000:]
+    assert academic.stdout.count("loss_threshold") == 2
+    refused = subprocess.run([*PORTRAIT, "privacy", "audit", "growth"],
+                             env={**os.environ, "PORTRAIT_HOME": str(city["home"])}, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "audited when they train" in refused.stdout + refused.stderr
 
 
 def test_nothing_under_portrait_home_holds_a_raw_id_name_or_national_id(city):

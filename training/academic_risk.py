@@ -21,9 +21,9 @@ import ray
 
 from core.config import Settings
 from features.feature_repo import ACADEMIC_RISK_FEATURES
-from training.audits import Split, audit_metrics, audit_pair
+from training.audits import Split, audit_metrics, audit_pair, registered_run
 from training.budget import current_budget
-from training.fitness_risk import fit_lightgbm  # the same non-private twin, as a Ray task
+from training.fitness_risk import fit_lightgbm, lightgbm_twin  # the same non-private twin
 from training.model_card import ModelCard
 from training.registry import Candidate, dp_params, register
 from training.utility_curve import utility_figure, utility_sweep
@@ -99,7 +99,6 @@ def fit_dp_model(X: np.ndarray, y: np.ndarray, params: dict):
 def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | None = None) -> AcademicRiskResult:
     """Train, evaluate, audit, log and register the academic-risk model. Needs a running Ray session."""
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
 
     from models.academic_risk import calibration_report
 
@@ -109,10 +108,8 @@ def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | 
     if len(frame) < 200 or y.sum() < 10 or (1 - y).sum() < 10:
         raise ValueError(f"academic risk needs at least 200 students with two consecutive terms and 10 of each "
                          f"outcome; found {len(frame)} students, {int(y.sum())} at risk")
-    X = frame[FEATURES].to_numpy(dtype=np.float64)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=config.test_share,
-                                                        random_state=config.seed, stratify=y)
-    split = Split(X_train, X_test, y_train, y_test)
+    split = split_examples(frame, y, config)
+    X_train, X_test, y_train, y_test = split.X_train, split.X_test, split.y_train, split.y_test
     delta = min(config.max_delta, 1.0 / len(X_train))
     params = {"feature_names": FEATURES, "feature_bounds": BOUNDS, "reference_values": NEUTRAL,
               "epsilon": config.epsilon, "delta": delta, "epochs": config.epochs, "random_state": config.seed}
@@ -131,7 +128,7 @@ def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | 
     audits = audit_pair(dp_model, twin, split, delta=delta, seed=config.seed)
     curve = utility_sweep(partial(_held_out_auc, data=ray.put((X_train, y_train, X_test, y_test)), params=params))
 
-    card = _card(budget, spent, split, auc_dp=auc_dp, auc_lgbm=auc_lgbm, calibration=calibration,
+    card = _card(budget.release, budget.snapshot, spent, split, auc_dp=auc_dp, auc_lgbm=auc_lgbm, calibration=calibration,
                  positive_rate=float(y.mean()), audits=audits)
     candidate = Candidate(
         name=MODEL_NAME, model=dp_model, card=card, primary_metric="auc_test", data_release=budget.release,
@@ -161,6 +158,32 @@ def train_academic_risk(store, settings: Settings, config: AcademicRiskConfig | 
                               auc_lightgbm=auc_lgbm, epsilon=spent.epsilon, delta=spent.delta)
 
 
+def split_examples(frame: pd.DataFrame, y: np.ndarray, config: AcademicRiskConfig) -> Split:
+    """The train / held-out split (stratified, seeded): the same students every time for one lake."""
+    from sklearn.model_selection import train_test_split
+
+    X = frame[FEATURES].to_numpy(dtype=np.float64)
+    return Split(*train_test_split(X, y, test_size=config.test_share, random_state=config.seed, stratify=y))
+
+
+def audit_registered(store, settings: Settings, alias: str = "champion") -> list[dict]:
+    """Re-run the audits of `academic_risk@alias` on its own split; log them to its run and card."""
+    registered = registered_run(settings, MODEL_NAME, alias)
+    config = registered.config(AcademicRiskConfig)
+    split = split_examples(*training_examples(store), config)
+    registered.check_split(split)
+    dp_model = registered.load_model()
+    twin = lightgbm_twin(config.seed).fit(split.X_train, split.y_train)
+    audits = audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=config.seed)
+    params, metrics = registered.params, registered.metrics
+    registered.record(audits, _card(
+        params.get("data_release", "?"), params.get("lake_snapshot", ""), dp_model.privacy_, split,
+        auc_dp=metrics["auc_test"], auc_lgbm=metrics["auc_test_nonprivate_lightgbm"],
+        calibration={"brier": metrics["brier"], "ece": metrics["ece"]}, positive_rate=metrics["positive_rate"],
+        audits=audits))
+    return audits
+
+
 def _held_out_auc(epsilon: float, *, data, params: dict) -> float:
     import torch
     from sklearn.metrics import roc_auc_score
@@ -183,7 +206,7 @@ def _jsonable(value):
     return value
 
 
-def _card(budget, spent, split: Split, *, auc_dp: float, auc_lgbm: float, calibration: dict, positive_rate: float,
+def _card(release: str, snapshot: str, spent, split: Split, *, auc_dp: float, auc_lgbm: float, calibration: dict, positive_rate: float,
           audits: list[dict]) -> ModelCard:
     return ModelCard(
         name=MODEL_NAME, version=None,
@@ -195,7 +218,7 @@ def _card(budget, spent, split: Split, *, auc_dp: float, auc_lgbm: float, calibr
               f"{DROP_Z} or more.",
         features=f"Feast feature service `{FEATURE_SERVICE}` (ABC indicators): {', '.join(FEATURES)}; each "
                  f"clipped to a range fixed in advance.",
-        data_release=budget.release, lake_snapshot=budget.snapshot, unit_of_privacy="one student (one example each)",
+        data_release=release, lake_snapshot=snapshot, unit_of_privacy="one student (one example each)",
         epsilon=spent.epsilon, delta=spent.delta, accountant=f"{spent.accountant.upper()} (Opacus)",
         mechanism=f"DP-SGD (fused per-example clipping) with Poisson sampling (rate {spent.sample_rate:.4f}, "
                   f"{spent.steps} steps), clipping at {spent.max_grad_norm:g}, noise multiplier "

@@ -12,7 +12,9 @@ not charged to the privacy ledger (the canary run's model is discarded).
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,3 +47,55 @@ def audit_pair(dp_model, twin, split: Split, *, delta: float, seed: int = 0) -> 
 def audit_metrics(rows: list[dict]) -> dict[str, float]:
     keys = ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "epsilon_lower_bound")
     return {f"audit.{row['target']}.{row['attack']}.{key}": float(row[key]) for row in rows for key in keys}
+
+
+@dataclass(frozen=True)
+class RegisteredRun:
+    """A registered version, its run and its config read back, for `portrait privacy audit`."""
+
+    client: Any
+    name: str
+    version: int
+    run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+    def config(self, config_class):
+        """The trainer's config as it was: run params are text ("30", "0.1", "None"), read back as values."""
+        from dataclasses import fields
+
+        return config_class(**{f.name: ast.literal_eval(self.params[f"config.{f.name}"])
+                               for f in fields(config_class) if f"config.{f.name}" in self.params})
+
+    def load_model(self):
+        import mlflow
+
+        return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
+
+    def check_split(self, split: Split) -> None:
+        """The audit must attack the training set the version was fitted on, not today's lake."""
+        if len(split.X_train) != int(self.params["n_train"]):
+            raise ValueError(f"{self.name} v{self.version} trained on {self.params['n_train']} students; the lake "
+                             f"now gives {len(split.X_train)}: audit it on the lake it was trained on "
+                             f"(snapshot {self.params.get('lake_snapshot', '?')})")
+
+    def record(self, audits: list[dict], card) -> None:
+        """The audits to the run (audits.json, metrics) and the card, republished with them."""
+        from dataclasses import replace
+
+        from training.registry import publish_card
+
+        self.client.log_dict(self.run_id, audits, "audits.json")
+        for key, value in audit_metrics(audits).items():
+            self.client.log_metric(self.run_id, key, value)
+        publish_card(self.client, self.name, self.run_id, self.version, replace(card, version=self.version))
+
+
+def registered_run(settings, name: str, alias: str) -> RegisteredRun:
+    from training.registry import mlflow_client
+
+    client = mlflow_client(settings)
+    version = client.get_model_version_by_alias(name, alias)
+    run = client.get_run(version.run_id)
+    return RegisteredRun(client=client, name=name, version=int(version.version), run_id=run.info.run_id,
+                         params=dict(run.data.params), metrics=dict(run.data.metrics))

@@ -4,11 +4,18 @@ One example per student (the unit of privacy): features as of a test, label from
 year's test, both read point-in-time from Feast. The DP model (Opacus DP-SGD) and its
 non-private LightGBM twin train side by side as Ray tasks on the same split; MLflow records
 the privacy guarantee and both AUCs, and registers the DP model with the alias `champion`.
+
+The DP model is the risk-warning estimator of `models.academic_risk` (a DP classifier with
+red / amber / green levels at fixed thresholds, optional DP Platt calibration and per-student
+reasons): its reasons name the items and trends that raise a student's risk, each against a
+neutral value fixed in advance (`NEUTRAL`: the standard's pass mark for a score, no change for a
+trend). With enough students (`CALIBRATE_FROM`) a fifth of them, drawn by an independent coin,
+fit the calibrator instead of the network: disjoint students, so the two fits compose in parallel
+and the guarantee stays (ε, δ).
 """
 
 from __future__ import annotations
 
-import ast
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -19,16 +26,25 @@ import ray
 
 from core.config import Settings
 from features.feature_repo import FITNESS_RISK_BOUNDS
-from training.audits import Split, audit_metrics, audit_pair
+from training.audits import Split, audit_metrics, audit_pair, registered_run
 from training.budget import current_budget
 from training.model_card import ModelCard
-from training.registry import Candidate, dp_params, mlflow_client, publish_card, register
+from training.registry import Candidate, dp_params, register
 from training.utility_curve import utility_figure, utility_sweep
 
 MODEL_NAME = "fitness_risk"
 FEATURE_SERVICE = "fitness_risk_v1"
 FAIL_BELOW = 60.0
 FEATURES = [name.split(":")[1] for name in FITNESS_RISK_BOUNDS]
+# What a reason compares each feature with, fixed a priori: a pass for every score (60; 100 for the
+# BMI item, whose normal band scores 100), a normal BMI, no bonus, no change, no failed year.
+# grade and tests_taken set the context (the band of items) and are never given as reasons.
+NEUTRAL = {"grade": 6.0, "bmi": 20.0, "score_bmi": 100.0, **{name: FAIL_BELOW for name in FEATURES
+           if name.startswith("score_") and name != "score_bmi"}, "standard_score": FAIL_BELOW, "bonus": 0.0,
+           "total_score": FAIL_BELOW, "total_change": 0.0, "years_failed_in_row": 0.0, "tests_taken": 1.0}
+CONTEXT = ("grade", "tests_taken")
+CALIBRATE_FROM = 5000  # training students; on fewer, a noisy calibrator does more harm than good
+CALIBRATION_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -104,11 +120,11 @@ def training_examples(store, anchors: pd.DataFrame | None = None) -> tuple[pd.Da
 def fit_dp_model(X: np.ndarray, y: np.ndarray, params: dict):
     import torch
 
-    from models.risk_classifier import DPRiskClassifier
+    from models.academic_risk import AcademicRiskModel
 
     torch.set_num_threads(1)  # one Ray CPU, one thread: the twin trains on the other core
     started = time.perf_counter()
-    model = DPRiskClassifier(**params).fit(X, y)
+    model = AcademicRiskModel(**params).fit(X, y)
     return model, time.perf_counter() - started
 
 
@@ -131,6 +147,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     """Train, evaluate, log and register the fitness-risk model. Needs a running Ray session."""
     from sklearn.metrics import roc_auc_score
 
+    from models.academic_risk import calibration_report
+
     config = config or FitnessRiskConfig(epsilon=settings.fitness_risk_epsilon, max_delta=settings.fitness_risk_max_delta)
     budget = current_budget(settings)
     frame, y = training_examples(store)
@@ -149,6 +167,9 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
         "hidden_units": config.hidden_units, "random_state": config.seed,
     }
 
+    params.update(feature_names=FEATURES, reference_values=[NEUTRAL[name] for name in FEATURES],
+                  calibration_fraction=CALIBRATION_FRACTION if len(X_train) >= CALIBRATE_FROM else 0.0)
+
     # Spend the budget before the model sees the data: refused spends train nothing.
     receipt = budget.spend(what=f"{MODEL_NAME} training", epsilon=config.epsilon, delta=delta,
                            mechanism="DP-SGD (Opacus, Poisson sampling)", accountant="prv")
@@ -157,8 +178,11 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
         fit_dp_model.remote(X_train, y_train, params),
         fit_lightgbm.remote(X_train, y_train, config.seed),
     ])
-    auc_dp = float(roc_auc_score(y_test, dp_model.predict_proba(X_test)[:, 1]))
+    probability = dp_model.predict_proba(X_test)[:, 1]
+    auc_dp = float(roc_auc_score(y_test, probability))
     auc_lgbm = float(roc_auc_score(y_test, twin.predict_proba(X_test)[:, 1]))
+    calibration = calibration_report(y_test, probability)
+    levels = pd.Series(dp_model.predict_level(X_test)).value_counts(normalize=True).to_dict()
     spent = dp_model.privacy_
     budget.ledger.settle(receipt.ids[0], epsilon=spent.epsilon, delta=spent.delta)  # what the accountant read back
     audits = audit_pair(dp_model, twin, split, delta=delta, seed=config.seed)
@@ -167,7 +191,9 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
     candidate = Candidate(
         name=MODEL_NAME, model=dp_model, card=model_card(None, budget.release, budget.snapshot, spent, split,
                                                          auc_dp=auc_dp, auc_lightgbm=auc_lgbm,
-                                                         positive_rate=float(y.mean()), audits=audits),
+                                                         positive_rate=float(y.mean()), audits=audits,
+                                                         brier=calibration["brier"], ece=calibration["ece"],
+                                                         calibrated=dp_model.calibrator_ is not None),
         params={
             **{f"config.{k}": v for k, v in asdict(config).items()},
             "feature_service": FEATURE_SERVICE, "features": ",".join(FEATURES),
@@ -178,6 +204,8 @@ def train_fitness_risk(store, settings: Settings, config: FitnessRiskConfig | No
         metrics={
             "dp.epsilon": spent.epsilon, "auc_test": auc_dp, "auc_test_nonprivate_lightgbm": auc_lgbm,
             "auc_gap": auc_lgbm - auc_dp, "positive_rate": float(y.mean()),
+            "brier": calibration["brier"], "ece": calibration["ece"],
+            **{f"level_share.{level}": share for level, share in levels.items()},
             "fit_seconds_dp": seconds_dp, "fit_seconds_lightgbm": seconds_lgbm,
             **{f"sweep.auc_at_eps_{e:g}": value for e, value in curve.items()},
             **audit_metrics(audits),
@@ -205,44 +233,30 @@ def _held_out_auc(epsilon: float, *, data, params: dict) -> float:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from models.risk_classifier import DPRiskClassifier
+    from models.academic_risk import AcademicRiskModel
 
     torch.set_num_threads(1)
     X_train, y_train, X_test, y_test = ray.get(data) if isinstance(data, ray.ObjectRef) else data
-    model = DPRiskClassifier(**{**params, "epsilon": epsilon}).fit(X_train, y_train)
+    model = AcademicRiskModel(**{**params, "epsilon": epsilon}).fit(X_train, y_train)
     return float(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]))
-
 
 
 def audit_registered(store, settings: Settings, alias: str = "champion") -> list[dict]:
     """Re-run the audits of `fitness_risk@alias` on its own split; log them to its run and card."""
-    import mlflow
-
-    client = mlflow_client(settings)
-    version = client.get_model_version_by_alias(MODEL_NAME, alias)
-    run = client.get_run(version.run_id)
-    params = run.data.params
-    # Params are logged as text ("30", "0.1", "None"): read them back as the Python values they were.
-    config = FitnessRiskConfig(**{name: ast.literal_eval(params[f"config.{name}"])
-                                  for name in asdict(FitnessRiskConfig()) if f"config.{name}" in params})
+    registered = registered_run(settings, MODEL_NAME, alias)
+    config = registered.config(FitnessRiskConfig)
     frame, y = training_examples(store)
     split = split_examples(frame, y, config)
-    if len(split.X_train) != int(params["n_train"]):
-        raise ValueError(f"{MODEL_NAME} v{version.version} trained on {params['n_train']} students; the lake now "
-                         f"gives {len(split.X_train)}: audit it on the lake it was trained on "
-                         f"(snapshot {params.get('lake_snapshot', '?')})")
-    dp_model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    registered.check_split(split)
+    dp_model = registered.load_model()
     twin = lightgbm_twin(config.seed).fit(split.X_train, split.y_train)
     audits = audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=config.seed)
-    client.log_dict(run.info.run_id, audits, "audits.json")
-    for key, value in audit_metrics(audits).items():
-        client.log_metric(run.info.run_id, key, value)
-    metrics = run.data.metrics
-    card = model_card(int(version.version), params.get("data_release", "?"), params.get("lake_snapshot", ""),
-                      dp_model.privacy_, split, auc_dp=metrics["auc_test"],
-                      auc_lightgbm=metrics["auc_test_nonprivate_lightgbm"], positive_rate=metrics["positive_rate"],
-                      audits=audits)
-    publish_card(client, MODEL_NAME, run.info.run_id, int(version.version), card)
+    params, metrics = registered.params, registered.metrics
+    registered.record(audits, model_card(
+        registered.version, params.get("data_release", "?"), params.get("lake_snapshot", ""), dp_model.privacy_,
+        split, auc_dp=metrics["auc_test"], auc_lightgbm=metrics["auc_test_nonprivate_lightgbm"],
+        positive_rate=metrics["positive_rate"], audits=audits, brier=metrics.get("brier"), ece=metrics.get("ece"),
+        calibrated=getattr(dp_model, "calibrator_", None) is not None))
     return audits
 
 
@@ -257,10 +271,16 @@ def split_examples(frame: pd.DataFrame, y: np.ndarray, config: FitnessRiskConfig
 
 
 def model_card(version: int | None, release: str, snapshot: str, spent, split: Split, *, auc_dp: float,
-               auc_lightgbm: float, positive_rate: float, audits: list[dict]) -> ModelCard:
+               auc_lightgbm: float, positive_rate: float, audits: list[dict], brier: float | None = None,
+               ece: float | None = None, calibrated: bool = False) -> ModelCard:
     metrics = {"test AUC (DP model)": auc_dp, "test AUC (non-private LightGBM)": auc_lightgbm,
                "AUC gap": auc_lightgbm - auc_dp, "positive rate": positive_rate,
+               **({} if brier is None else {"Brier score": brier, "expected calibration error": ece}),
                "training students": len(split.X_train), "held-out students": len(split.X_test)}
+    calibration = ("Probabilities are calibrated by a DP Platt scaling fitted on a fifth of the students; levels "
+                   "(red ≥ 0.5, amber ≥ 0.25) read as chances." if calibrated else
+                   "Probabilities are not calibrated (too few students to spare a fifth for it): rank by them and "
+                   "read the levels (red ≥ 0.5, amber ≥ 0.25) with the calibration error above in mind.")
     return ModelCard(
         name=MODEL_NAME, version=version,
         purpose="Flag students likely to fail next year's national fitness test (total below 60), so school "
@@ -275,7 +295,9 @@ def model_card(version: int | None, release: str, snapshot: str, spent, split: S
                   f"clipping at {spent.max_grad_norm:g}, Gaussian noise multiplier {spent.noise_multiplier:.3f}",
         metrics=metrics, audits=audits,
         limits=["Trained on students with two consecutive annual tests; a first-year student gets no score.",
-                "Probabilities are not yet calibrated; rank by them, do not read them as frequencies.",
+                calibration,
+                "Reasons compare one feature at a time with a neutral value fixed in advance (a pass for a score, "
+                "no change for a trend).",
                 "Synthetic or real, the data's own biases (which schools test well) pass into the model.",
                 "The privacy guarantee covers the model; the held-out metrics and audits are internal."],
     )

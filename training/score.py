@@ -54,8 +54,9 @@ def _now() -> pd.Timestamp:
 
 
 def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
-    """Each student's latest fitness features, scored by `models:/fitness_risk@<alias>`."""
-    from training.fitness_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME
+    """Each student's latest fitness features, scored by `models:/fitness_risk@<alias>`: probability,
+    level and the three items or trends that raise (or lower) it most."""
+    from training.fitness_risk import CONTEXT, FEATURE_SERVICE, FEATURES, MODEL_NAME
 
     model, provenance = _champion(settings, MODEL_NAME, alias)
     source = store.get_feature_view("student_fitness").batch_source.path
@@ -63,10 +64,24 @@ def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") ->
     features = store.get_historical_features(
         entity_df=keys.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
     features = features.dropna(subset=["total_score"])  # no test within the view's TTL: nothing to score
+    X = features[FEATURES].to_numpy(dtype=float)
     return "fitness_risk_score", pd.DataFrame({
         "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
-        "risk_probability": model.predict_proba(features[FEATURES].to_numpy(dtype=float))[:, 1], **provenance,
+        "risk_probability": model.predict_proba(X)[:, 1], "level": model.predict_level(X),
+        # Items the student's grade does not test are missing, not weak: never a reason.
+        "reasons_json": _reasons_json(model, X, leave_out=CONTEXT), **provenance,
     })
+
+
+def _reasons_json(model, X: np.ndarray, *, leave_out=(), top: int = 3) -> list[str]:
+    """Per student, the `top` features that move the risk most (a risk-warning model's `explain`),
+    as JSON; features in `leave_out` and features the student has no value for are skipped."""
+    lines = []
+    for student in model.explain(X, top=top + len(leave_out)):
+        kept = [r for r in student if r.feature not in leave_out and np.isfinite(r.value)][:top]
+        lines.append(json.dumps([{"feature": r.feature, "value": r.value, "effect": round(r.effect, 4)}
+                                 for r in kept]))
+    return lines
 
 
 def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
@@ -80,12 +95,10 @@ def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -
     features = store.get_historical_features(
         entity_df=latest.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
     X = features[FEATURES].fillna(dict(zip(FEATURES, NEUTRAL, strict=True))).to_numpy(dtype=float)
-    reasons = [json.dumps([{"feature": r.feature, "value": r.value, "effect": round(r.effect, 4)} for r in student])
-               for student in model.explain(X)]
     return "academic_risk_score", pd.DataFrame({
         "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
         "risk_probability": model.predict_proba(X)[:, 1], "level": model.predict_level(X),
-        "reasons_json": reasons, **provenance,
+        "reasons_json": _reasons_json(model, X), **provenance,
     })
 
 
