@@ -67,9 +67,8 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def server():
-    """The app over the small in-memory city, on a free loopback port, in a thread of this process."""
+def _serve(reader):
+    """The app over `reader` (the small in-memory city), on a free loopback port, in a thread of this process."""
     import uvicorn
 
     home = Path(tempfile.mkdtemp(prefix="portrait-browser-"))
@@ -85,7 +84,7 @@ def server():
     ledger.open_release("2025", epsilon=10.0, delta=1e-4)
     ledger.spend("2025", what="training: fitness_risk DP-SGD", epsilon=2.0, delta=1e-5, mechanism="DP-SGD",
                  accountant="prv")
-    app = create_app(settings, feature_reader(), directory=directory(), model_cards=model_cards())
+    app = create_app(settings, reader, directory=directory(), model_cards=model_cards())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -101,6 +100,18 @@ def server():
     server.should_exit = True
     thread.join(timeout=10)
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """Only fitness risk scored: the models still to come say so."""
+    yield from _serve(feature_reader())
+
+
+@pytest.fixture(scope="module")
+def scored_server():
+    """Every model scored, the teacher-training model's invite lists and recommendations included."""
+    yield from _serve(feature_reader(with_future_models=True))
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +187,8 @@ def test_class_teacher_opens_a_student_from_the_class_and_prints_it(page, server
     assert charts_drawn(page) == 3  # five domains against the norms, totals by year, items by year
     assert page.locator("[data-unavailable='growth']").is_visible()
     assert page.locator("[data-reason='fitness_failed']").is_visible()
+    # Strengths at or above the norms' P75 (德 80, 体 91 against P75 80), named beside the radar.
+    assert page.locator("[data-strengths] .badge.strength").all_inner_texts() == ["德", "体"]
     page.screenshot(path=str(ARTIFACTS / "class-teacher-student.png"), full_page=True)
     page.click("a[href='/students/stu-own-2/print']")
     page.wait_for_load_state("networkidle")
@@ -183,6 +196,7 @@ def test_class_teacher_opens_a_student_from_the_class_and_prints_it(page, server
     page.emulate_media(media="print")
     assert not page.locator("header.top nav").is_visible()
     assert page.locator(".print-only").is_visible()
+    assert page.locator("[data-strengths] .badge.strength").count() == 2  # printed for the parent meeting
     page.screenshot(path=str(ARTIFACTS / "class-teacher-student-print.png"), full_page=True)
     page.pdf(path=str(ARTIFACTS / "class-teacher-student-print.pdf"), format="A4", print_background=True)
     assert (ARTIFACTS / "class-teacher-student-print.pdf").stat().st_size > 10_000
@@ -220,3 +234,32 @@ def test_english_toggle(page, server):
     assert page.locator("h1").first.inner_text().startswith("Class overview")
     charts_drawn(page)
     page.screenshot(path=str(ARTIFACTS / "class-teacher-english.png"), full_page=True)
+
+
+def test_training_center_sees_the_invite_list_and_opens_an_invited_teacher(page, scored_server):
+    sign_in(page, scored_server, "solo-center")
+    assert page.locator("tr[data-course='course-1'] a[href='/courses/course-1#invites']").inner_text() == "2"
+    page.click("tr[data-course='course-1'] a[href='/courses/course-1']")
+    page.wait_for_load_state("networkidle")
+    rows = page.locator("[data-section='invites'] tr[data-invite]")
+    assert rows.count() == 2
+    first = rows.nth(0)
+    assert first.get_attribute("data-invite") == "tch-invited"
+    assert "+5.2" in first.inner_text() and "数字化应用" in first.inner_text()
+    assert "「数字化应用」现 58.0 分：预期 +5.2 分" in first.inner_text()  # the model's reason, in Chinese
+    assert "已报名" in rows.nth(1).inner_text()  # tch-own already took the course
+    assert "差分隐私模型 teacher_training v1，ε=3，δ=1e-06" in page.locator("[data-section='invites']").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "training-center-invites.png"), full_page=True)
+    # An invited teacher who never trained at the center: in scope because the list names them.
+    page.click("a[href='/teachers/tch-invited']")
+    page.wait_for_load_state("networkidle")
+    assert page.url == scored_server + "/teachers/tch-invited"
+    assert charts_drawn(page) == 1
+    assert page.locator("[data-courses='invited'] a").all_inner_texts() == ["course-1"]
+    recommendation = page.locator("tr[data-recommendation='course-2']")
+    assert "针对该教师最薄弱维度的「数字化应用」（现 58.0 分）：预期 +4.5 分" in recommendation.inner_text()
+    assert "school-A" not in page.content() and "class-1" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "training-center-invited-teacher.png"), full_page=True)
+    assert not page.console_errors, page.console_errors
+    # Another center's invitee stays out of reach.
+    assert page.goto(scored_server + "/teachers/tch-invited-elsewhere").status == 403
