@@ -64,3 +64,23 @@ def test_nothing_large_enough_gives_empty_views_not_an_error(settings):
     growth = _growth([f"s{i}" for i in range(4)], "math", [1, 2, 3, 4])
     for view, frame in growth_by_group(growth, settings, PROVENANCE):
         assert frame.empty and {"term_id", "growth_json", "model_name"} <= set(frame.columns), view
+
+
+def test_reasons_leave_out_context_and_missing_values_and_keep_the_top_three():
+    """A fitness item the student's grade does not test is missing, not weak: never a reason; nor
+    are the context features (grade, tests taken)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from training.score import _reasons_json
+
+    def reason(feature, value, effect):
+        return SimpleNamespace(feature=feature, value=value, effect=effect)
+
+    model = SimpleNamespace(explain=lambda X, top: [[
+        reason("grade", 7.0, 0.30), reason("score_run_800m", float("nan"), 0.20), reason("score_run_50m", 41.0, 0.10),
+        reason("total_change", -12.0, 0.05), reason("bmi", 27.0, 0.04), reason("score_sit_up_1min", 55.0, 0.01),
+    ][:top]])
+    [line] = _reasons_json(model, np.zeros((1, 6)), leave_out=("grade", "tests_taken"))
+    assert [r["feature"] for r in json.loads(line)] == ["score_run_50m", "total_change", "bmi"]
