@@ -2,6 +2,18 @@
 
 The JSON API and the web pages both call these, so both enforce the same rule.
 
+Scopes, by role:
+- class teacher: the students whose current enrollment row names one of their classes;
+- health staff: the students (fitness only) and fitness statistics of their schools;
+- training center: its own courses and their invite lists, and two kinds of teachers: those who
+  enrolled in one of its courses, and those the teacher-training model puts on the invite list of
+  one of its courses. A center told to invite a teacher needs what the invitation rests on (their
+  digital literacy, their training so far and their recommendations) to decide; it still sees
+  nothing about their school, classes or students, which the teacher views it reads do not hold.
+  Another center's invitee is as foreign as another center's trainee. The invite lists come from
+  the online store and are indexed once per publish (`model_outputs.courses_inviting`);
+- data officer: the engine's oversight (ledger, model cards, ingest, access log), no portraits.
+
 Answers, and why they cannot be used to enumerate keys:
 - a role that may never open a resource gets 403 `role_forbidden` for it, whatever the key;
 - a key outside the caller's scope gets 403 with the resource's `out_of_scope` message, and so
