@@ -54,6 +54,8 @@ SUBJECT = {
     "science": ("科学", "Science"), "it": ("信息技术", "IT"), "music": ("音乐", "Music"), "art": ("美术", "Art"),
     "pe": ("体育", "PE"), "labor": ("劳动", "Labor"), "any": ("通用", "Any subject"),
 }
+# Model reasons come at both warning levels (`serving.warnings`: watch from 25 %, high from 50 %), so
+# their names say "a risk", and the badge beside them says how high.
 REASON = {
     "fitness_failed": ("体测总分不及格", "Fitness total below the pass line (60)"),
     "fitness_items_failed": ("有单项不及格", "Some items below the pass line"),
@@ -61,12 +63,12 @@ REASON = {
     "fitness_declining": ("体测总分较上次下降10分以上", "Total down 10+ points since the last test"),
     "obese": ("肥胖", "Obese (BMI)"),
     "underweight": ("低体重", "Underweight (BMI)"),
-    "fitness_model_risk": ("模型估计下次体测不及格风险高", "Model: risk of failing the next test"),
+    "fitness_model_risk": ("模型提示下次体测有不及格风险", "Model: risk of failing the next test"),
     "subjects_failed": ("本学期有学科不及格", "Failed subjects this term"),
     "academic_decline": ("学业成绩连续下滑", "Grades sliding over recent terms"),
     "chronic_absence": ("缺勤率达10%以上", "Absent 10 % or more of school days"),
     "discipline": ("本学期违纪记录较多", "Several discipline records this term"),
-    "academic_model_risk": ("模型估计学业风险高", "Model: academic risk"),
+    "academic_model_risk": ("模型提示有学业风险", "Model: academic risk"),
 }
 ACTION = {
     "fitness_failed": ("与家长沟通，制定每周至少3次、每次30分钟的锻炼计划，一学期后复测。",
