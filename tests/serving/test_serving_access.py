@@ -15,6 +15,7 @@ from serving_testdata import bearer, directory, feature_reader, token_for
 
 from serving.access import Forbidden, invited_here, teacher_in_scope
 from serving.app import create_app
+from serving.audit import audit_path
 from serving.users import Role, User
 
 CENTER = User(username="center", role=Role.TRAINING_CENTER, scope=("center-1",), disabled=False)
@@ -82,6 +83,9 @@ def test_an_invited_teachers_portrait_says_why_and_holds_no_school_data(settings
         assert leak not in text
     recommendations = client.get("/api/v1/teachers/tch-invited/recommendations", headers=headers).json()
     assert recommendations["available"] and recommendations["recommendations"][0]["course_id"] == "course-2"
+    reads = [json.loads(line) for line in audit_path(settings.home).read_text().splitlines()]
+    assert [(line["read"], line["key"]) for line in reads] == [("teacher_portrait", "tch-invited"),
+                                                               ("teacher_recommendations", "tch-invited")]
     refused = client.get("/api/v1/teachers/tch-invited-elsewhere/portrait", headers=headers)
     unknown = client.get("/api/v1/teachers/zz-unknown/portrait", headers=headers)
     assert refused.status_code == unknown.status_code == 403 and refused.json() == unknown.json()

@@ -22,6 +22,7 @@ def get_teacher_portrait(teacher_key: str, user: TeacherReader, features: Featur
 
 @router.get("/{teacher_key}/recommendations", response_model=TeacherRecommendations)
 def get_teacher_recommendations(teacher_key: str, user: TeacherReader, features: FeatureStoreDep,
-                                directory: DirectoryDep) -> TeacherRecommendations:
+                                directory: DirectoryDep, audit: AuditDep) -> TeacherRecommendations:
     teacher_in_scope(user, teacher_key, directory, features)
+    audit.read(user, "teacher_recommendations", [teacher_key])  # (the page audits it with the portrait)
     return teacher_recommendations(features, directory, teacher_key)
