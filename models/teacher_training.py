@@ -506,11 +506,17 @@ class _Recommender(BaseEstimator):
         """(teachers, courses): expected points gained on the teacher's weakest dimensions."""
         return (gains * weak[:, None, :]).sum(axis=2)
 
+    def expected_gains(self, teachers: pd.DataFrame) -> np.ndarray:
+        """`predict_gain`, capped at each dimension's headroom (100 − the teacher's score): an
+        assessment cannot pass 100, so a teacher already at the top has nothing left to gain there."""
+        headroom = 100.0 - teachers[list(DIMENSIONS)].to_numpy(np.float64)
+        return np.minimum(self.predict_gain(teachers), np.maximum(headroom, 0.0)[:, None, :])
+
     def score_courses(self, teachers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores, gains, candidates) for every teacher x catalog course; non-candidates score -inf."""
         check_is_fitted(self, "catalog_")
         teachers = _check_profiles(teachers)
-        gains = self.predict_gain(teachers)
+        gains = self.expected_gains(teachers)
         weak = weakest_dimensions(teachers[list(DIMENSIONS)].to_numpy(np.float64), self.n_weakest)
         candidates = candidate_courses(teachers, self.catalog_)
         scores = np.where(candidates, self._ranking_scores(gains, weak), -np.inf)
@@ -576,7 +582,7 @@ class _Recommender(BaseEstimator):
         k = _check_k(k)
         check_is_fitted(self, "catalog_")
         teachers = _check_profiles(teachers)
-        gains = self.predict_gain(teachers)
+        gains = self.expected_gains(teachers)
         candidates = candidate_courses(teachers, self.catalog_)
         levels = teachers[list(DIMENSIONS)].to_numpy(np.float64)
         ids = teachers["teacher_id"].astype(str).to_numpy()

@@ -240,6 +240,24 @@ def test_recommendations_name_the_weakest_dimension_the_course_targets(city, dp_
         assert row.dimension == (aimed[0] if aimed else row.dimension) and row.dimension in weakest
 
 
+def test_a_teacher_at_the_top_of_a_dimension_is_expected_to_gain_nothing_there(city, dp_model):
+    _, _, _, profiles = city
+    course = "C001"
+    c = dp_model.catalog_.positions([course])[0]
+    targeted = [d for d, t in zip(DIMENSIONS, dp_model.catalog_.targets[c]) if t]
+    eligible = profiles[candidate_courses(profiles, dp_model.catalog_)[:, c]].head(30).copy()
+    eligible.loc[eligible.index[:10], targeted] = 100.0  # ten teachers already at the ceiling
+    gains = dp_model.expected_gains(eligible)
+    assert (gains[:10][:, :, [DIMENSIONS.index(d) for d in targeted]] == 0).all()
+    assert (gains <= 100.0 - eligible[list(DIMENSIONS)].to_numpy()[:, None, :] + 1e-9).all()
+    invited = dp_model.invite_list(course, 30, teachers=eligible)
+    at_top = set(eligible["teacher_id"].iloc[:10])
+    # Nobody at the ceiling is invited ahead of a teacher with something to gain.
+    gains_in_order = invited["expected_gain"].to_numpy()
+    first_top = next(i for i, t in enumerate(invited["teacher_id"]) if t in at_top)
+    assert (gains_in_order[:first_top] > 0).all() and (gains_in_order[first_top:] == 0).all()
+
+
 def test_single_course_outcomes_pair_prediction_and_observed_change():
     tables = _tiny_tables()
     model = PopularityRecommender("observed_gain").fit(tables)
