@@ -177,7 +177,7 @@ def build_academics(lake_dir: Path, out_path: Path) -> int:
         source = sql_str(str(sibling(lake_dir, Path(out_path).parent, STUDENT_SUBJECT_TERM, scratch)))
         parts = []
         for term in terms:
-            parts.append(copy(con, typed(family, f"""
+            parts.append(typed(family, f"""
                 SELECT student_key, {term.end_sql} AS event_timestamp,
                        any_value(grade) AS grade, count(*) AS subjects,
                        avg(share) AS mean_share, avg(z) AS mean_z,
@@ -188,8 +188,8 @@ def build_academics(lake_dir: Path, out_path: Path) -> int:
                 WHERE event_timestamp = {term.end_sql}::TIMESTAMPTZ
                   AND subject NOT IN {sql_list(NON_ACADEMIC_SUBJECTS)}
                 GROUP BY student_key
-            """), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            """))
+        return write_family_queries(con, family, parts, out_path)
 
 
 STUDENT_SUBJECT_TERM = IndicatorFamily(

@@ -22,7 +22,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.duck import copy, exams_by_term, lake_table, load_terms, sql_str, term_exams, typed, workspace, write_family
+from features.indicators.duck import (
+    exams_by_term,
+    lake_table,
+    load_terms,
+    sql_str,
+    term_exams,
+    typed,
+    workspace,
+    write_family,
+    write_family_queries,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
 ACTIVITY_KINDS = {  # field -> (domain, kind, aggregate)
@@ -73,14 +83,14 @@ def build_aesthetic_labor(lake_dir: Path, out_path: Path) -> int:
                 f"CASE WHEN {known} THEN coalesce(a.{name}, 0) END AS {name}" if name in COUNTED else f"a.{name}"
                 for name in ACTIVITY_KINDS)
             grade_columns = ", ".join(f"g.{name}" for name in GRADE_SUBJECTS)
-            parts.append(copy(con, typed(family, f"""
+            parts.append(typed(family, f"""
                 WITH a AS ({activity_sql}), g AS ({grades_sql}),
                 k AS (SELECT student_id FROM a UNION SELECT student_id FROM g)
                 SELECT k.student_id AS student_key, {term.end_sql} AS event_timestamp,
                        {activity_columns}, {grade_columns}
                 FROM k LEFT JOIN a ON a.student_id = k.student_id LEFT JOIN g ON g.student_id = k.student_id
-            """), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            """))
+        return write_family_queries(con, family, parts, out_path)
 
 
 STUDENT_AESTHETIC_LABOR = IndicatorFamily(

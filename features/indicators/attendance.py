@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.duck import copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family
+from features.indicators.duck import (
+    lake_table,
+    load_terms,
+    sql_list,
+    sql_str,
+    typed,
+    window_terms,
+    workspace,
+    write_family,
+    write_family_queries,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
 WINDOW_TERMS = 4
@@ -39,7 +49,7 @@ def build_attendance(lake_dir: Path, out_path: Path) -> int:
             recent = window_terms(terms, term, WINDOW_TERMS)
             previous = [t.term_id for t in recent if t.idx == term.idx - 1]
             this = sql_str(term.term_id)
-            parts.append(copy(con, typed(family, f"""
+            parts.append(typed(family, f"""
                 WITH a AS (
                     SELECT student_id, term_id, sum(days_enrolled)::DOUBLE AS enrolled,
                            sum(days_absent)::DOUBLE AS absent
@@ -63,8 +73,8 @@ def build_attendance(lake_dir: Path, out_path: Path) -> int:
                        {_rate('absent', 'enrolled')} - {_rate('absent_prev', 'enrolled_prev')} AS rate_change,
                        {_rate('absent_4t', 'enrolled_4t')} AS attendance_rate_4t
                 FROM w
-            """), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            """))
+        return write_family_queries(con, family, parts, out_path)
 
 
 STUDENT_ATTENDANCE = IndicatorFamily(

@@ -178,6 +178,9 @@ CLASS_OUTCOMES = IndicatorFamily(
     description="A class's term: students, exam results (mean share of full mark, pass rate), fitness of the "
                 "school year so far, attendance; median growth percentile to come from the growth model.",
     build=build_class_outcomes,
+    # The scored fitness tests student_fitness leaves in the folder (`scored_fitness`): built after
+    # it, a parallel build never scores the same lake twice at once.
+    reads=("student_fitness",),
 )
 COURSE_STATS = IndicatorFamily(
     name="course_stats",

@@ -446,5 +446,8 @@ STUDENT_FITNESS_HISTORY = IndicatorFamily(
     ttl=FITNESS_TTL,
     description="Every fitness test so far, oldest first (JSON), for the portrait's history chart.",
     build=build_student_fitness_history,
+    # Not its rows: the scored tests student_fitness leaves in the folder (`scored_fitness`). Built
+    # after it, a parallel build never scores the same lake twice at once.
+    reads=("student_fitness",),
 )
 FAMILIES: tuple[IndicatorFamily, ...] = (STUDENT_FITNESS, STUDENT_FITNESS_HISTORY)

@@ -56,7 +56,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.indicators import academics, aesthetic_labor, attendance, literacy, moral
-from features.indicators.duck import Term, copy, fresh_output, load_terms, sibling, sql_str, typed, workspace, write_family
+from features.indicators.duck import (
+    Term,
+    fresh_output,
+    load_terms,
+    sibling,
+    sql_str,
+    typed,
+    workspace,
+    write_family,
+    write_family_queries,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
 DOMAINS = ("de", "zhi", "ti", "mei", "lao")
@@ -211,8 +221,8 @@ def build_five_domain(lake_dir: Path, out_path: Path, *, weights: Mapping[str, M
         parts = []
         for term in terms:
             sql = _term_sql(term, terms, paths, weights, indicators)
-            parts.append(copy(con, typed(family, sql), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            parts.append(typed(family, sql))
+        return write_family_queries(con, family, parts, out_path)
 
 
 def _term_sql(term: Term, terms: list[Term], paths: dict[str, Path], weights, indicators) -> str:

@@ -21,7 +21,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.duck import copy, lake_table, load_terms, sql_list, sql_str, typed, window_terms, workspace, write_family
+from features.indicators.duck import (
+    lake_table,
+    load_terms,
+    sql_list,
+    sql_str,
+    typed,
+    window_terms,
+    workspace,
+    write_family,
+    write_family_queries,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
 DOMAINS = ("digital", "reading", "science")
@@ -43,7 +53,7 @@ def build_literacy(lake_dir: Path, out_path: Path) -> int:
                 f"max(c.score - p.score) FILTER (WHERE c.domain = '{d}') AS {d}_change"
                 for d in DOMAINS
             )
-            parts.append(copy(con, typed(family, f"""
+            parts.append(typed(family, f"""
                 WITH c AS (
                     SELECT student_id, domain, avg(score) AS score
                     FROM read_parquet({source})
@@ -61,8 +71,8 @@ def build_literacy(lake_dir: Path, out_path: Path) -> int:
                        avg(c.score) AS literacy_mean
                 FROM c LEFT JOIN p ON p.student_id = c.student_id AND p.domain = c.domain
                 GROUP BY c.student_id
-            """), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            """))
+        return write_family_queries(con, family, parts, out_path)
 
 
 STUDENT_LITERACY = IndicatorFamily(

@@ -22,7 +22,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.indicators.duck import copy, exams_by_term, lake_table, load_terms, sql_list, sql_str, term_exams, typed, window_terms, workspace, write_family
+from features.indicators.duck import (
+    exams_by_term,
+    lake_table,
+    load_terms,
+    sql_list,
+    sql_str,
+    term_exams,
+    typed,
+    window_terms,
+    workspace,
+    write_family,
+    write_family_queries,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 
 MORAL_SUBJECTS = ("politics", "morality")  # 思想政治 / 道德与法治 (the contract's code is politics)
@@ -70,7 +82,7 @@ def build_moral(lake_dir: Path, out_path: Path) -> int:
             known = "c.student_id IS NOT NULL"
             counts = ", ".join(f"CASE WHEN {known} THEN coalesce(c.{name}, 0) END AS {name}"
                                for name in CONDUCT_KINDS)
-            parts.append(copy(con, typed(family, f"""
+            parts.append(typed(family, f"""
                 WITH c AS ({conduct_sql}), r AS ({recent_sql}), g AS ({grades_sql}),
                 k AS (SELECT student_id FROM c UNION SELECT student_id FROM g)
                 SELECT k.student_id AS student_key, {term.end_sql} AS event_timestamp, {counts},
@@ -78,8 +90,8 @@ def build_moral(lake_dir: Path, out_path: Path) -> int:
                        g.moral_share
                 FROM k LEFT JOIN c ON c.student_id = k.student_id
                        LEFT JOIN r ON r.student_id = k.student_id LEFT JOIN g ON g.student_id = k.student_id
-            """), scratch / f"part-{term.idx}.parquet"))
-        return write_family(family, parts, out_path)
+            """))
+        return write_family_queries(con, family, parts, out_path)
 
 
 STUDENT_MORAL = IndicatorFamily(
