@@ -91,7 +91,10 @@ def score_fitness_tests(tests: pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in table.columns if c.kind == "float"]:
         raw = frame[column.name]
         numeric = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, copy=True)
-        empty[column.name] = raw.astype("string").str.strip().fillna("").eq("").to_numpy()
+        if pd.api.types.is_numeric_dtype(raw.dtype):  # the lake's typed columns: empty is missing
+            empty[column.name] = raw.isna().to_numpy()
+        else:  # text as exported: blank is empty too
+            empty[column.name] = raw.astype("string").str.strip().fillna("").eq("").to_numpy()
         unreadable = np.isnan(numeric) & ~empty[column.name]
         out_of_range = (numeric < column.low) | (numeric > column.high)
         note(unreadable, f"{column.name}: not a number")
