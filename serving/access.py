@@ -14,6 +14,28 @@ Scopes, by role:
   the online store and are indexed once per publish (`model_outputs.courses_inviting`);
 - data officer: the engine's oversight (ledger, model cards, ingest, access log), no portraits.
 
+The value-added view (the growth model's medians per subject, `model_outputs`): who sees which.
+- A class's medians (`class_growth_score`) go to its class teacher, on the class overview and in
+  the class portraits JSON, and to nobody else: it is a summary of students the class teacher
+  already sees one by one, so it tells them nothing about anyone outside their scope, while to
+  anyone else it is data about another class's students.
+- A school's medians (`school_growth_score`) are shown to no role. A class teacher would be reading
+  the other classes of their school (with two or three classes, a school median beside their own
+  class's nearly gives the others' away), and anything beyond one class reaches a class teacher
+  from DP releases only: these medians are exact statistics of students' growth percentiles, not a
+  DP release (only the model that computes the percentiles is DP). Health staff see fitness only,
+  training centers nothing about students or schools, data officers no portraits.
+- A teacher's medians (`teacher_growth_score`: the classes they teach a subject in) are shown to no
+  role either. They are teacher-level, but made of students' results across classes, often several
+  classes: to a class teacher they would reveal other classes. To a training center, the role that
+  reads teachers, they are outside what it may read of a teacher (digital literacy and training,
+  nothing of their school, classes or students), and an exact value-added score of one named
+  teacher is an evaluation of their teaching that a training provider outside the school has no
+  need for to choose courses: the teacher-training model may learn from growth, and its
+  recommendations carry that, without the centre seeing the score itself. Both views stay in the
+  online store, reported to the data officer as available (`/api/v1/models`), ready for a role that
+  needs them (a school leader scoped to their school would be the natural reader of both).
+
 Answers, and why they cannot be used to enumerate keys:
 - a role that may never open a resource gets 403 `role_forbidden` for it, whatever the key;
 - a key outside the caller's scope gets 403 with the resource's `out_of_scope` message, and so

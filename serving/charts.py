@@ -21,6 +21,7 @@ from serving.schemas import (
     FiveDomain,
     FiveDomainScores,
     GradeFitness,
+    GroupGrowth,
     Growth,
     LedgerRelease,
 )
@@ -143,6 +144,21 @@ def pass_rates_bars(grades: Sequence[GradeFitness], city: Sequence[CityPassRate]
                 {"type": "bar", "name": _t(lang, "全市（差分隐私）", "City (DP)"), "itemStyle": {"color": GREY},
                  "data": [_percent(city_by_grade.get(g.grade)) for g in grades]},
             ]}
+
+
+def class_growth_bars(growth: GroupGrowth, lang: str) -> dict[str, Any]:
+    """The class's median growth percentile per subject (1-99), with typical growth (50) marked."""
+    subjects = growth.subjects
+    return {**BASE, "grid": {"left": 50, "right": 20, "top": 20, "bottom": 40}, "tooltip": {"trigger": "axis"},
+            "xAxis": {"type": "category", "data": [label("subject", s.subject, lang) for s in subjects],
+                      "axisLabel": {"interval": 0}},
+            "yAxis": {"type": "value", "min": 0, "max": 100},
+            "series": [{"type": "bar", "name": _t(lang, "成长中位数", "Median growth percentile"),
+                        "data": [_num(s.median_growth_percentile) for s in subjects],
+                        "itemStyle": {"color": BLUE}, "barMaxWidth": 40,
+                        "markLine": {"silent": True, "symbol": "none", "lineStyle": {"type": "dashed", "color": GREY},
+                                     "label": {"formatter": _t(lang, "典型成长 50", "typical 50")},
+                                     "data": [{"yAxis": 50}]}}]}
 
 
 def literacy_radar(literacy: DigitalLiteracy, lang: str) -> dict[str, Any]:

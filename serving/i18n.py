@@ -172,6 +172,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "untested": ("未测", "not tested"),
     "fitness_risk": ("下次体测不及格风险", "Risk of failing the next fitness test"),
     "academic_risk": ("学业风险", "Academic risk"),
+    "academic_risk_full": ("下学期学业风险（学科不及格或成绩大幅下滑）",
+                           "Risk of failing a subject or dropping sharply next term"),
+    "model_level": ("模型等级", "Model level"),
+    "model_reasons": ("模型依据", "What the model weighed"),
+    "reference": ("参照", "against"),
+    "model_reasons_note": ("模型依据：对该生风险影响最大的几项，每项都与训练前固定的中性值比较（单项得分比及格线 60 分，"
+                           "变化比“无变化”）；↑ 推高风险，↓ 降低风险。等级按固定阈值：红色 ≥ 50%，黄色 ≥ 25%。",
+                           ("What the model weighed: the features that move this student's risk most, each against a "
+                            "neutral value fixed before training (a pass of 60 for a score, no change for a trend); "
+                            "↑ raises the risk, ↓ lowers it. Levels at fixed thresholds: red ≥ 50 %, amber ≥ 25 %.")),
+    "class_growth": ("各学科成长中位数（增值评价）", "Median growth percentile by subject (value added)"),
+    "class_growth_note": ("本班学生在该学科成长百分位的中位数（{term}）。50 为典型成长：高于 50 表示本班学生的进步多于"
+                          "全市历史成绩相同的学生。不足 10 人的学科不显示。",
+                          ("The median of the class's growth percentiles in the subject ({term}). 50 is typical growth: "
+                           "above 50, the class grew more than students of the city with the same history. Subjects "
+                           "with fewer than 10 students are left out.")),
+    "subject": ("学科", "Subject"),
+    "median_growth": ("成长中位数", "Median growth percentile"),
+    "students_counted": ("人数", "Students"),
     "warnings": ("预警与建议", "Warnings and suggested actions"),
     "no_warnings": ("暂无预警。", "No warnings."),
     "reason": ("原因", "Reason"),

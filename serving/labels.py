@@ -1,4 +1,5 @@
-"""Display names of the codes in portraits, in Chinese and English: `label(kind, code, lang)`."""
+"""Display names of the codes in portraits, in Chinese and English: `label(kind, code, lang)`; and how a
+risk model's feature values read (`feature_value`)."""
 
 from __future__ import annotations
 
@@ -93,10 +94,46 @@ ACTION = {
                             "The model flags a risk: follow up with the subject teachers."),
 }
 
+# The risk-warning models' features (`reasons_json`): fitness risk (the fitness_risk_v1 service) and
+# academic risk (the ABC indicators of academic_risk_v1).
+FEATURE = {
+    "grade": ("年级", "Grade"),
+    "bmi": ("BMI", "BMI"),
+    "score_bmi": ("BMI得分", "BMI score"),
+    **{f"score_{item}": (f"{zh}得分", f"{en} score") for item, (zh, en) in ITEM.items()},
+    "standard_score": ("体测标准分", "Standard score"),
+    "bonus": ("体测加分", "Bonus points"),
+    "total_score": ("体测总分", "Fitness total"),
+    "total_change": ("体测总分较上次变化", "Fitness total change since the last test"),
+    "years_failed_in_row": ("连续不及格年数", "Tests failed in a row"),
+    "tests_taken": ("参测次数", "Tests taken"),
+    "attendance_rate": ("本学期出勤率", "Attendance this term"),
+    "rate_change": ("出勤率较上学期变化", "Attendance change since last term"),
+    "attendance_rate_4t": ("近四学期出勤率", "Attendance over four terms"),
+    "discipline_events": ("本学期违纪次数", "Discipline records this term"),
+    "discipline_4t": ("近四学期违纪次数", "Discipline records over four terms"),
+    "moral_share": ("德育评价得分率", "Conduct rating (share of full mark)"),
+    "mean_share": ("学业平均得分率", "Mean share of full mark"),
+    "mean_z": ("全市标准分（z）", "City-wide z-score"),
+    "failed_subjects": ("不及格学科数", "Failed subjects"),
+    "imbalance_sd": ("偏科程度", "Subject imbalance"),
+    "trend": ("成绩趋势（每学期）", "Grade trend (per term)"),
+}
+# How a feature's value reads; scores, BMI and points need no entry ("41", "18.2").
+FEATURE_FORMAT = {
+    "attendance_rate": "percent", "attendance_rate_4t": "percent", "moral_share": "percent", "mean_share": "percent",
+    "rate_change": "signed_percent", "trend": "signed_percent", "total_change": "signed", "mean_z": "signed",
+    "imbalance_sd": "decimal2", "grade": "count", "tests_taken": "count", "years_failed_in_row": "count",
+    "discipline_events": "count", "discipline_4t": "count", "failed_subjects": "count",
+}
+RISK_LEVEL = {"red": ("红色", "Red"), "amber": ("黄色", "Amber"), "green": ("绿色", "Green")}
+EFFECT = {"raises": ("↑ 推高风险", "↑ raises the risk"), "lowers": ("↓ 降低风险", "↓ lowers the risk")}
+
 KINDS = {
     "item": ITEM, "level": LEVEL, "bmi": BMI_CATEGORY, "sex": SEX, "grade": GRADE, "role": ROLE, "domain": DOMAIN,
     "dimension": DIMENSION, "warning": WARNING_LEVEL, "source": SOURCE, "band": BAND, "standing": STANDING, "trend": TREND,
-    "course_level": COURSE_LEVEL, "subject": SUBJECT, "reason": REASON, "action": ACTION,
+    "course_level": COURSE_LEVEL, "subject": SUBJECT, "reason": REASON, "action": ACTION, "feature": FEATURE,
+    "risk_level": RISK_LEVEL, "effect": EFFECT,
 }
 
 
@@ -108,3 +145,21 @@ def label(kind: str, code, lang: str = "zh") -> str:
     if names is None:
         return str(code)
     return names[1] if lang == "en" else names[0]
+
+
+def feature_value(feature: str, value: float | None) -> str:
+    """A risk model's feature value as a reader expects it: 87% for a rate, +2.0 for a change, 41 for a score."""
+    if value is None:
+        return "—"
+    kind = FEATURE_FORMAT.get(feature)
+    if kind == "percent":
+        return f"{100 * value:.0f}%"
+    if kind == "signed_percent":
+        return f"{100 * value:+.1f}%"
+    if kind == "signed":
+        return f"{value:+.1f}"
+    if kind == "decimal2":
+        return f"{value:.2f}"
+    if kind == "count":
+        return f"{value:g}"
+    return f"{value:.1f}".removesuffix(".0")

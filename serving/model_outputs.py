@@ -5,7 +5,8 @@ with the model's name, registered version and (ε, δ), so every number on a pag
 model and which privacy guarantee it came from. A model whose view is not in the online store
 yet is shown as "not yet available", never with made-up numbers.
 
-The contract for a model's score view (`fitness_risk_score` is the first; `training.score`):
+The contract for a model's score view (`training.score` writes them; `features.feature_repo.SCORE_VIEWS`
+declares them to Feast):
 - entity: the one named below; one row per entity, its current score;
 - `model_name` (str), `model_version` (int), `model_epsilon` (float), `model_delta` (float);
 - the payload fields named below; a list is a JSON string (Feast `String`) of objects.
@@ -29,22 +30,42 @@ class ModelOutput:
     view: str  # online feature view batch scoring publishes
     entity: str
     payload: tuple[str, ...]  # fields beyond the model_* ones
+    # The roles that see the output, and where (`serving.access` says why; empty: held, shown to no one).
+    shown_to: tuple[str, ...] = ()
 
 
-FITNESS_RISK = ModelOutput("fitness_risk", "fitness_risk_score", "student", ("risk_probability",))
+# The risk-warning models (fitness risk, academic risk) share one shape:
+# risk_probability (DP-calibrated); level "red" | "amber" | "green" at fixed thresholds 0.5 / 0.25;
+# reasons_json = [{"feature": "score_run_50m", "value": 41.0, "effect": 0.1}, ...]: the three features
+# that raise (effect > 0) or lower (effect < 0) the student's risk most, each against a neutral value
+# fixed in advance (a pass of 60 for a score, no change for a trend); "reference" when scoring writes it.
+RISK_PAYLOAD = ("risk_probability", "level", "reasons_json")
+FITNESS_RISK = ModelOutput("fitness_risk", "fitness_risk_score", "student", RISK_PAYLOAD,
+                           ("class_teacher: student portrait, class overview",
+                            "health_staff: student fitness record, school fitness warnings"))
 # Growth percentiles per subject and term, oldest first:
 # growth_json = [{"subject": "math", "term_id": "2024-2", "percentile": 63}, ...]
-GROWTH = ModelOutput("growth", "growth_score", "student", ("growth_json",))
-# risk_probability; level "red" | "amber" | "green"; reasons_json = [{"feature": str, "effect": float}, ...]
-ACADEMIC_RISK = ModelOutput("academic_risk", "academic_risk_score", "student",
-                            ("risk_probability", "level", "reasons_json"))
+GROWTH = ModelOutput("growth", "growth_score", "student", ("growth_json",),
+                     ("class_teacher: student portrait",))
+ACADEMIC_RISK = ModelOutput("academic_risk", "academic_risk_score", "student", RISK_PAYLOAD,
+                            ("class_teacher: student portrait, class overview",))
+# The value-added view: the latest term's median growth percentile per subject of a class, a teacher
+# (the classes they teach the subject in) or a school; groups under 10 students left out by scoring.
+# growth_json = [{"subject": "math", "students": 45, "median_growth_percentile": 52.0}, ...]
+GROUP_GROWTH_PAYLOAD = ("term_id", "growth_json")
+CLASS_GROWTH = ModelOutput("growth", "class_growth_score", "class", GROUP_GROWTH_PAYLOAD,
+                           ("class_teacher: their own class's overview (page and class portraits JSON)",))
+TEACHER_GROWTH = ModelOutput("growth", "teacher_growth_score", "teacher", GROUP_GROWTH_PAYLOAD)
+SCHOOL_GROWTH = ModelOutput("growth", "school_growth_score", "school", GROUP_GROWTH_PAYLOAD)
 # recommendations_json = [{"course_id": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
 TEACHER_RECOMMENDATIONS = ModelOutput("teacher_training", "teacher_training_score", "teacher",
-                                      ("recommendations_json",))
+                                      ("recommendations_json",), ("training_center: teacher portrait",))
 # invites_json = [{"teacher_key": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
-COURSE_INVITES = ModelOutput("teacher_training", "course_invite_score", "course", ("invites_json",))
+COURSE_INVITES = ModelOutput("teacher_training", "course_invite_score", "course", ("invites_json",),
+                             ("training_center: course invite list, center overview",))
 
-MODEL_OUTPUTS = (FITNESS_RISK, GROWTH, ACADEMIC_RISK, TEACHER_RECOMMENDATIONS, COURSE_INVITES)
+MODEL_OUTPUTS = (FITNESS_RISK, GROWTH, ACADEMIC_RISK, CLASS_GROWTH, TEACHER_GROWTH, SCHOOL_GROWTH,
+                 TEACHER_RECOMMENDATIONS, COURSE_INVITES)
 # The outputs /readyz requires: the models trained today. The others are reported, not required.
 REQUIRED_OUTPUTS = (FITNESS_RISK,)
 

@@ -17,7 +17,7 @@ from serving.audit import AuditLog
 from serving.directory import ClassInfo
 from serving.dp_releases import DPReleases
 from serving.dp_releases import FiveDomainNorms as ReleasedNorms
-from serving.model_outputs import ACADEMIC_RISK, FITNESS_RISK, GROWTH
+from serving.model_outputs import ACADEMIC_RISK, CLASS_GROWTH, FITNESS_RISK, GROWTH
 from serving.online import FeatureReader, Row
 from serving.schemas import (
     AcademicRisk,
@@ -33,6 +33,7 @@ from serving.schemas import (
     FiveDomain,
     FiveDomainNorms,
     FiveDomainScores,
+    GroupGrowth,
     Growth,
     GrowthPoint,
     Literacy,
@@ -42,9 +43,11 @@ from serving.schemas import (
     StudentFitness,
     StudentPortrait,
     StudentSummary,
+    SubjectGrowth,
     Trends,
     WarningReason,
     from_row,
+    risk_level,
 )
 from serving.users import User
 from serving.warnings import Finding, Warnings, fitness_findings, school_record_findings, trend_direction
@@ -70,6 +73,8 @@ NORM_BANDS = (("p10", "below_p10"), ("p25", "p10_p25"), ("p50", "p25_p50"), ("p7
 # Changes smaller than these read as "flat": about one point of fitness, 1 % of full mark a term,
 # one school day in fifty.
 FLAT_FITNESS, FLAT_ACADEMICS, FLAT_ATTENDANCE = 2.0, 0.01, 0.02
+
+CORE_SUBJECTS = ("chinese", "math", "english")  # listed first, as the growth chart opens on them
 
 StudentRows = dict[str, Row | None]
 
@@ -97,7 +102,7 @@ def student_portrait(user: User, reader: FeatureReader, releases: DPReleases, au
     academic_risk = _academic_risk(reader, rows.get(ACADEMIC_RISK.view))
     findings = [*fitness_warning_findings(rows, fields["history"]),
                 *school_record_findings(rows.get(ACADEMICS), rows.get(ATTENDANCE), rows.get(MORAL),
-                                        academic_risk.probability)]
+                                        academic_risk.probability, academic_risk.level)]
     warnings = Warnings(tuple(findings))
     return StudentPortrait(
         **{**fields, "warnings": warning_reasons(findings, rows), "warning_level": warnings.level},
@@ -121,23 +126,50 @@ def class_portraits(user: User, reader: FeatureReader, audit: AuditLog, info: Cl
             and rows[key][ENROLLMENT]["class_id"] == info.class_id]
     audit.read(user, "class_portraits", keys)
     students = [_summary(key, rows[key]) for key in keys]
-    [outcomes] = reader.read(CLASS_OUTCOMES, [info.class_id]) if CLASS_OUTCOMES in reader.views() else [None]
+    present = reader.views()
+    [outcomes] = reader.read(CLASS_OUTCOMES, [info.class_id]) if CLASS_OUTCOMES in present else [None]
     return ClassPortraits(
         class_id=info.class_id, grade=info.grade, school_year=info.school_year,
         outcomes=from_row(ClassOutcomes, outcomes),
         warnings_high=sum(student.warning_level == "high" for student in students),
         warnings_watch=sum(student.warning_level == "watch" for student in students),
-        risk_available=model_outputs.is_available(reader, FITNESS_RISK),
+        risk_available=FITNESS_RISK.view in present,
+        growth=class_growth(reader, info.class_id),
         students=students,
     )
 
 
+def class_growth(reader: FeatureReader, class_id: str) -> GroupGrowth:
+    """The class's median growth percentile per subject (the value-added view), for its class teacher
+    (`access.class_in_scope` has checked the class). Never another class's, a teacher's or the school's:
+    `serving.access` says why."""
+    if not model_outputs.is_available(reader, CLASS_GROWTH):
+        return GroupGrowth(available=False, message=model_outputs.unavailable_message(CLASS_GROWTH))
+    [row] = reader.read(CLASS_GROWTH.view, [class_id])
+    subjects = []
+    for item in model_outputs.json_list(row, "growth_json"):
+        try:
+            students = item.get("students")
+            subjects.append(SubjectGrowth(subject=str(item["subject"]),
+                                          students=None if students is None else int(students),
+                                          median_growth_percentile=float(item["median_growth_percentile"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    subjects.sort(key=lambda s: (CORE_SUBJECTS.index(s.subject) if s.subject in CORE_SUBJECTS else len(CORE_SUBJECTS),
+                                 s.subject))
+    row = row or {}
+    message = None if subjects else ("no subject of this class has 10 or more students with a growth percentile "
+                                     "in the latest term (smaller groups are left out)")
+    return GroupGrowth(available=True, message=message, model=ModelRef.from_fields(model_outputs.model_fields(row)),
+                       term_id=row.get("term_id"), subjects=subjects)
+
+
 def fitness_warning_findings(rows: StudentRows, history: list[FitnessYear] | None = None) -> list[Finding]:
-    risk = RiskScore.from_row(rows.get(FITNESS_RISK.view))
+    risk = rows.get(FITNESS_RISK.view) or {}
     years = [year.model_dump() for year in history or ()]
     for year in years:
         year["scores"] = year["scores"] or {}
-    return fitness_findings(rows.get(FITNESS), risk.probability if risk else None, years)
+    return fitness_findings(rows.get(FITNESS), risk.get("risk_probability"), years, risk_level(risk.get("level")))
 
 
 # --- reading one student ----------------------------------------------------------------------------
@@ -192,9 +224,14 @@ def _history(row: Row | None) -> list[dict]:
 
 
 def warning_reasons(findings: list[Finding], rows: StudentRows) -> list[WarningReason]:
+    """The findings, most serious first; a model's with its level and the features behind it."""
     models = {"fitness_model_risk": rows.get(FITNESS_RISK.view), "academic_model_risk": rows.get(ACADEMIC_RISK.view)}
     return [WarningReason(reason=f.reason.value, level=f.level.value, source=f.source, items=list(f.items),
-                          value=f.value, model=ModelRef.from_fields(model_outputs.model_fields(models.get(f.reason))))
+                          value=f.value, model=ModelRef.from_fields(model_outputs.model_fields(models.get(f.reason))),
+                          model_level=f.model_level,
+                          model_reasons=RiskReason.from_items(model_outputs.json_list(models.get(f.reason),
+                                                                                      "reasons_json"))
+                          if f.source == "model" else [])
             for f in sorted(findings, key=lambda f: (f.level != "high", f.source != "model"))]
 
 
@@ -273,15 +310,10 @@ def _growth(reader: FeatureReader, row: Row | None) -> Growth:
 def _academic_risk(reader: FeatureReader, row: Row | None) -> AcademicRisk:
     if not model_outputs.is_available(reader, ACADEMIC_RISK):
         return AcademicRisk(available=False, message=model_outputs.unavailable_message(ACADEMIC_RISK))
-    reasons = []
-    for item in model_outputs.json_list(row, "reasons_json"):
-        try:
-            reasons.append(RiskReason(feature=str(item["feature"]), effect=float(item["effect"])))
-        except (KeyError, TypeError, ValueError):
-            continue
+    reasons = RiskReason.from_items(model_outputs.json_list(row, "reasons_json"))
     row = row or {}
     return AcademicRisk(available=True, model=ModelRef.from_fields(model_outputs.model_fields(row)),
-                        probability=row.get("risk_probability"), level=row.get("level"), reasons=reasons,
+                        probability=row.get("risk_probability"), level=risk_level(row.get("level")), reasons=reasons,
                         message=None if row.get("risk_probability") is not None else "no score for this student")
 
 
@@ -290,12 +322,14 @@ def _summary(key: str, rows: StudentRows) -> StudentSummary:
     academic = rows.get(ACADEMIC_RISK.view) or {}
     findings = [*fitness_warning_findings(rows),
                 *school_record_findings(rows.get(ACADEMICS), rows.get(ATTENDANCE), rows.get(MORAL),
-                                        academic.get("risk_probability"))]
+                                        academic.get("risk_probability"), risk_level(academic.get("level")))]
     warnings = Warnings(tuple(findings))
     return StudentSummary(
         student_key=key, grade=(rows.get(ENROLLMENT) or {}).get("grade"), sex=fitness.get("sex"),
         five_domain=FiveDomainScores.from_row(rows.get(FIVE_DOMAIN)), fitness_level=fitness.get("level"),
-        fitness_total=fitness.get("total_score"), risk=RiskScore.from_row(rows.get(FITNESS_RISK.view)),
+        fitness_total=fitness.get("total_score"),
+        # The level, not the reasons: the student's portrait holds those (and a class stays one quick read).
+        risk=RiskScore.from_row(rows.get(FITNESS_RISK.view), reasons=False),
         warning_level=warnings.level, reasons=sorted(warnings.reasons()), trends=_trends(rows),
     )
 

@@ -12,8 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from serving.model_outputs import json_list
+
 FitnessLevel = Literal["excellent", "good", "pass", "fail"]
 WarningLevel = Literal["high", "watch"]
+RiskLevel = Literal["red", "amber", "green"]
 Direction = Literal["up", "down", "flat"]
 
 
@@ -58,6 +61,36 @@ class DPReleaseRef(BaseModel):
     as_of: str | None = None
 
 
+class RiskReason(BaseModel):
+    """One feature behind a risk-warning model's score for one student."""
+
+    feature: str = Field(description="The model's feature (fitness: score_run_50m, total_change, bmi...; "
+                                     "academic: attendance_rate, failed_subjects, trend...)")
+    value: float | None = Field(None, description="The student's value of the feature")
+    reference: float | None = Field(None, description="The neutral value it is compared with, fixed before "
+                                                      "training (a pass of 60 for a score, 0 for a change), "
+                                                      "when batch scoring writes it")
+    effect: float = Field(description="How much the feature moves the risk against the neutral value: "
+                                      "> 0 raises it, < 0 lowers it")
+    direction: Literal["raises", "lowers"]
+
+    @classmethod
+    def from_items(cls, items: list[dict]) -> list[RiskReason]:
+        """The readable items of a score row's `reasons_json` (`model_outputs.json_list`), in its order."""
+        reasons = []
+        for item in items:
+            try:
+                effect = float(item["effect"])
+                value, reference = item.get("value"), item.get("reference")
+                reasons.append(cls(feature=str(item["feature"]), effect=effect,
+                                   value=None if value is None else float(value),
+                                   reference=None if reference is None else float(reference),
+                                   direction="raises" if effect > 0 else "lowers"))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return reasons
+
+
 class WarningReason(BaseModel):
     reason: str
     level: WarningLevel
@@ -65,6 +98,10 @@ class WarningReason(BaseModel):
     items: list[str] = []
     value: float | None = None
     model: ModelRef | None = None
+    model_level: RiskLevel | None = Field(None, description="A model warning: the level the model gave "
+                                                            "(red: high, amber: watch)")
+    model_reasons: list[RiskReason] = Field([], description="A model warning: the features that raise or lower "
+                                                            "the student's risk most, largest effect first")
 
 
 # --- fitness ---------------------------------------------------------------------------------
@@ -117,22 +154,32 @@ class FitnessYear(BaseModel):
 
 
 class RiskScore(BaseModel):
-    """A differentially private model's probability, with the privacy guarantee it was
-    trained under (epsilon, delta) so readers can judge it."""
+    """A differentially private model's probability, its level and the features behind it, with the
+    privacy guarantee it was trained under (epsilon, delta) so readers can judge it."""
 
     probability: float
+    level: RiskLevel | None = Field(None, description="red: p ≥ 0.5, amber: p ≥ 0.25, green: below (fixed "
+                                                      "thresholds on the DP-calibrated probability)")
+    reasons: list[RiskReason] = []
     model_name: str | None = None
     model_version: int | None = None
     epsilon: float | None = None
     delta: float | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any] | None) -> RiskScore | None:
+    def from_row(cls, row: dict[str, Any] | None, *, reasons: bool = True) -> RiskScore | None:
+        """`reasons=False` leaves the reasons out (a class's summaries: the portrait has them)."""
         if not row or row.get("risk_probability") is None:
             return None
-        return cls(probability=row["risk_probability"], model_name=row.get("model_name"),
-                   model_version=row.get("model_version"), epsilon=row.get("model_epsilon"),
-                   delta=row.get("model_delta"))
+        return cls(probability=row["risk_probability"], level=risk_level(row.get("level")),
+                   reasons=RiskReason.from_items(json_list(row, "reasons_json")) if reasons else [],
+                   model_name=row.get("model_name"), model_version=row.get("model_version"),
+                   epsilon=row.get("model_epsilon"), delta=row.get("model_delta"))
+
+
+def risk_level(value: Any) -> str | None:
+    """A score row's level when it is one of red, amber, green; None otherwise (older rows have none)."""
+    return value if value in ("red", "amber", "green") else None
 
 
 class StudentFitness(BaseModel):
@@ -273,18 +320,30 @@ class Growth(BaseModel):
     points: list[GrowthPoint] = []
 
 
-class RiskReason(BaseModel):
-    feature: str
-    effect: float
-
-
 class AcademicRisk(BaseModel):
     available: bool
     message: str | None = None
     model: ModelRef | None = None
     probability: float | None = None
-    level: str | None = None
+    level: RiskLevel | None = None
     reasons: list[RiskReason] = []
+
+
+class SubjectGrowth(BaseModel):
+    subject: str
+    students: int | None = Field(None, description="Students of the group with a growth percentile in the subject")
+    median_growth_percentile: float
+
+
+class GroupGrowth(BaseModel):
+    """The value-added view of a group (here: a class): the median growth percentile per subject in the
+    latest term. 50 is typical growth: half of the city's students with the same history grew less."""
+
+    available: bool
+    message: str | None = None
+    model: ModelRef | None = None
+    term_id: str | None = None
+    subjects: list[SubjectGrowth] = []
 
 
 class Trends(BaseModel):
@@ -348,6 +407,7 @@ class ClassPortraits(BaseModel):
     warnings_high: int = 0
     warnings_watch: int = 0
     risk_available: bool = True
+    growth: GroupGrowth = GroupGrowth(available=False)
     students: list[StudentSummary] = []
 
 

@@ -3,8 +3,10 @@
 Two kinds of reason, always labelled so a reader knows which is which:
 - rules over the student's own records (the national fitness standard's pass line, the failed
   streak, attendance, failed subjects): facts, computed exactly;
-- a DP model's probability (fitness risk today; academic risk once it is scored), with the model
-  version and ε it came from.
+- a DP risk-warning model's level (fitness risk, academic risk), with the model version and ε it
+  came from and the features behind it: red is a high warning, amber a watch, green none. A score
+  row without a level (written before the models gave one) is read by its probability against the
+  same thresholds.
 
 Thresholds are fixed here, in advance, never fitted to the data (choosing them from private data
 would be a release outside the DP guarantee). The model thresholds are those of
@@ -21,6 +23,7 @@ from typing import Any
 PASS_SCORE = 60.0  # the standard's pass line, for the total and (as a guide) for each item
 MODEL_HIGH = 0.5
 MODEL_WATCH = 0.25
+MODEL_LEVELS = {"red": "high", "amber": "watch", "green": None}  # the model's level → the warning's
 FAILED_STREAK = 2  # tests failed in a row
 DECLINE_POINTS = -10.0  # total fitness score down this much since the previous test
 CHRONIC_ABSENCE_RATE = 0.9  # missing 10 % or more of school days (chronic absence)
@@ -59,6 +62,7 @@ class Finding:
     source: str  # "rule" (the student's records) or "model" (a DP model's probability)
     items: tuple[str, ...] = ()  # fitness items behind it, weakest first
     value: float | None = None  # the figure that triggered it (a probability, a change, a rate)
+    model_level: str | None = None  # a model finding: the level the model gave (red, amber)
 
 
 @dataclass(frozen=True)
@@ -74,17 +78,26 @@ class Warnings:
         return {finding.reason.value for finding in self.findings}
 
 
+def model_finding(reason: Reason, probability: float | None, level: str | None = None) -> Finding | None:
+    """A risk-warning model's finding: its own level when it gave one (red: high, amber: watch,
+    green: none), else its probability against the same fixed thresholds; None without either."""
+    if level in MODEL_LEVELS:
+        warning = MODEL_LEVELS[level]
+        return None if warning is None else Finding(reason, Level(warning), "model", value=probability,
+                                                    model_level=level)
+    if probability is None or probability < MODEL_WATCH:
+        return None
+    return Finding(reason, Level.HIGH if probability >= MODEL_HIGH else Level.WATCH, "model", value=probability)
+
+
 def fitness_findings(fitness: dict[str, Any] | None, risk_probability: float | None,
-                     history: list[dict] | None = None) -> list[Finding]:
-    """From the latest scored test (a `student_fitness` row), the fitness-risk probability and,
-    when given, the test history (for the items that lost points since the previous test)."""
+                     history: list[dict] | None = None, risk_level: str | None = None) -> list[Finding]:
+    """From the latest scored test (a `student_fitness` row), the fitness-risk model's probability
+    and level and, when given, the test history (for the items that lost points since the previous test)."""
     found: list[Finding] = []
     fitness = fitness or {}
-    if risk_probability is not None:
-        if risk_probability >= MODEL_HIGH:
-            found.append(Finding(Reason.FITNESS_MODEL_RISK, Level.HIGH, "model", value=risk_probability))
-        elif risk_probability >= MODEL_WATCH:
-            found.append(Finding(Reason.FITNESS_MODEL_RISK, Level.WATCH, "model", value=risk_probability))
+    if (model := model_finding(Reason.FITNESS_MODEL_RISK, risk_probability, risk_level)) is not None:
+        found.append(model)
     weak = weak_items(fitness)
     if fitness.get("level") == "fail":
         found.append(Finding(Reason.FITNESS_FAILED, Level.HIGH, "rule", items=weak, value=fitness.get("total_score")))
@@ -105,15 +118,12 @@ def fitness_findings(fitness: dict[str, Any] | None, risk_probability: float | N
 
 
 def school_record_findings(academics: dict | None, attendance: dict | None, conduct: dict | None,
-                           academic_risk: float | None = None) -> list[Finding]:
-    """From this term's academics, attendance and conduct rows (and the academic-risk probability
-    once that model is scored)."""
+                           academic_risk: float | None = None, academic_level: str | None = None) -> list[Finding]:
+    """From this term's academics, attendance and conduct rows (and the academic-risk model's
+    probability and level once that model is scored)."""
     found: list[Finding] = []
-    if academic_risk is not None:
-        if academic_risk >= MODEL_HIGH:
-            found.append(Finding(Reason.ACADEMIC_MODEL_RISK, Level.HIGH, "model", value=academic_risk))
-        elif academic_risk >= MODEL_WATCH:
-            found.append(Finding(Reason.ACADEMIC_MODEL_RISK, Level.WATCH, "model", value=academic_risk))
+    if (model := model_finding(Reason.ACADEMIC_MODEL_RISK, academic_risk, academic_level)) is not None:
+        found.append(model)
     failed = (academics or {}).get("failed_subjects")
     if failed:
         found.append(Finding(Reason.SUBJECTS_FAILED, Level.HIGH if failed >= 2 else Level.WATCH, "rule",

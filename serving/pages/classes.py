@@ -33,7 +33,8 @@ def class_page(request: Request, class_id: str, user: ClassPage, features: Featu
     portraits = class_portraits(user, features, audit, info)
     response = render(request, "class.html", {
         "portraits": portraits, "cards": [student_card(s, lang) for s in portraits.students],
-        "mini_radar": charts.mini_radar(lang), "warning_pie": charts.class_warning_pie(portraits, lang)})
+        "mini_radar": charts.mini_radar(lang), "warning_pie": charts.class_warning_pie(portraits, lang),
+        "growth_chart": charts.class_growth_bars(portraits.growth, lang) if portraits.growth.subjects else None})
     pages.put(key, CachedPage(response.body, tuple(s.student_key for s in portraits.students), version, directory))
     return response
 
@@ -52,5 +53,6 @@ def student_card(student: StudentSummary, lang: str) -> dict:
         "radar_values": charts.mini_radar_values(student.five_domain), "trends": trends,
         "level": student.fitness_level, "level_label": label("level", student.fitness_level, lang),
         "total": student.fitness_total, "risk": student.risk.probability if student.risk else None,
+        "risk_level": student.risk.level if student.risk else None,
         "reasons": [label("reason", reason, lang) for reason in student.reasons],
     }

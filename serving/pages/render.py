@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from serving.access import AccessError
 from serving.i18n import language_of, translator
-from serving.labels import label
+from serving.labels import feature_value, label
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -72,6 +72,7 @@ templates.env.filters["percent"] = _percent
 templates.env.filters["chart_json"] = _chart_json
 templates.env.filters["when"] = _when
 templates.env.filters["markdown"] = _markdown
+templates.env.filters["feature_value"] = feature_value
 templates.env.filters["dimension_label"] = lambda code, lang: label("dimension", code, lang)
 
 

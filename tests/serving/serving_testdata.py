@@ -55,6 +55,27 @@ ITEMS = ("vital_capacity", "run_50m", "sit_and_reach", "rope_skip_1min", "sit_up
          "standing_long_jump", "pull_up", "run_800m", "run_1000m")
 
 
+# The fitness-risk model's reasons (`training.score`): the features moving the risk most, against neutral values.
+FAILING_REASONS = [{"feature": "score_run_50m", "value": 40.0, "effect": 0.21},
+                   {"feature": "total_change", "value": -26.0, "effect": 0.15},
+                   {"feature": "total_score", "value": 55.0, "effect": 0.08}]
+PASSING_REASONS = [{"feature": "total_score", "value": 91.5, "effect": -0.09},
+                   {"feature": "total_change", "value": 10.5, "effect": -0.03}]
+# The value-added view once growth is scored: class-1's medians (its teacher's to see), and the other
+# classes', the teachers' and the schools' with values found nowhere else (no role may see them).
+CLASS_GROWTH = {
+    "class-1": [{"subject": "math", "students": 45, "median_growth_percentile": 61.5},
+                {"subject": "chinese", "students": 44, "median_growth_percentile": 48.0},
+                {"subject": "physics", "students": 12, "median_growth_percentile": 55.0}],
+    "class-2": [{"subject": "math", "students": 41, "median_growth_percentile": 37.25}],
+    "class-9": [{"subject": "math", "students": 40, "median_growth_percentile": 71.25}],
+}
+TEACHER_GROWTH = {key: [{"subject": "math", "students": 86, "median_growth_percentile": 43.75}] for key in
+                  ("tch-own", "tch-other", "tch-invited", "tch-invited-elsewhere")}
+SCHOOL_GROWTH = {"school-A": [{"subject": "math", "students": 86, "median_growth_percentile": 52.25}],
+                 "school-B": [{"subject": "math", "students": 40, "median_growth_percentile": 66.75}]}
+
+
 def fitness_year(school_year: int, grade: int, total: float | None, level: str | None, run_50m: float = 76.0) -> dict:
     return {
         "school_year": school_year, "grade": grade, "test_date": f"{school_year}-11-03", "total_score": total,
@@ -94,8 +115,10 @@ def student_rows(key: str, class_id: str, school_id: str, grade: int, sex: str, 
         "student_attendance": {"days_enrolled": 95, "days_absent": 12 if failing else 2,
                                "attendance_rate": 0.874 if failing else 0.979, "rate_change": -0.05 if failing else 0.0,
                                "attendance_rate_4t": 0.95},
-        "fitness_risk_score": {"risk_probability": 0.71 if failing else 0.12, "model_name": "fitness_risk",
-                               "model_version": 3, "model_epsilon": 2.0, "model_delta": 1e-5},
+        "fitness_risk_score": {"risk_probability": 0.71 if failing else 0.12, "level": "red" if failing else "green",
+                               "reasons_json": json.dumps(FAILING_REASONS if failing else PASSING_REASONS),
+                               "model_name": "fitness_risk", "model_version": 3, "model_epsilon": 2.0,
+                               "model_delta": 1e-5},
     }
 
 
@@ -117,7 +140,8 @@ def teacher_rows() -> dict[str, dict]:
 
 def feature_views(*, with_future_models: bool = False) -> dict[str, dict[str, dict]]:
     """{view: {key: row}} of the whole small city. `with_future_models` adds the score views of the
-    models still to come (growth, academic risk, teacher training), to show they slot in."""
+    models still to come (growth with its value-added view, academic risk, teacher training), to show
+    they slot in."""
     views: dict[str, dict[str, dict]] = {}
     for key, (class_id, school_id, grade, sex) in STUDENTS.items():
         for view, row in student_rows(key, class_id, school_id, grade, sex, failing=key == "stu-own-2").items():
@@ -142,8 +166,14 @@ def feature_views(*, with_future_models: bool = False) -> dict[str, dict[str, di
             for key in STUDENTS}
         views["academic_risk_score"] = {key: {"model_name": "academic_risk", **model, "risk_probability": 0.3,
                                               "level": "amber", "reasons_json": json.dumps(
-                                                  [{"feature": "attendance_rate", "effect": 0.12}])}
+                                                  [{"feature": "attendance_rate", "value": 0.874, "effect": 0.12},
+                                                   {"feature": "failed_subjects", "value": 1.0, "effect": 0.05},
+                                                   {"feature": "mean_share", "value": 0.78, "effect": -0.02}])}
                                         for key in STUDENTS}
+        for view, rows in (("class_growth_score", CLASS_GROWTH), ("teacher_growth_score", TEACHER_GROWTH),
+                           ("school_growth_score", SCHOOL_GROWTH)):
+            views[view] = {key: {"model_name": "growth", **model, "term_id": "2025-1", "growth_json": json.dumps(growth)}
+                           for key, growth in rows.items()}
         views["teacher_training_score"] = {key: {"model_name": "teacher_training", **model, "recommendations_json":
                                                  json.dumps([{"course_id": "course-2", "expected_gain": 4.5,
                                                               "dimension": "application",

@@ -137,8 +137,12 @@ def test_portrait_holds_every_domain_with_where_each_number_comes_from(client, s
     assert "school_id" not in json.dumps(body) and "school-A" not in json.dumps(body)
     assert [year["school_year"] for year in body["history"]] == [2023, 2024, 2025]
     assert body["latest"]["level"] == "excellent" and body["latest"]["test_date"] == "2025-11-03"
-    assert body["risk"] == {"probability": 0.12, "model_name": "fitness_risk", "model_version": 3,
-                            "epsilon": 2.0, "delta": 1e-5}
+    assert body["risk"] == {"probability": 0.12, "level": "green", "model_name": "fitness_risk", "model_version": 3,
+                            "epsilon": 2.0, "delta": 1e-5, "reasons": [
+                                {"feature": "total_score", "value": 91.5, "reference": None, "effect": -0.09,
+                                 "direction": "lowers"},
+                                {"feature": "total_change", "value": 10.5, "reference": None, "effect": -0.03,
+                                 "direction": "lowers"}]}
     five = body["five_domain"]
     assert five["scores"]["ti"] == 91.0
     assert five["norms"]["release"]["release"] == "five_domain_norms"
@@ -191,8 +195,14 @@ def test_models_slot_in_once_their_scores_are_in_the_online_store(settings, user
     assert body["growth"]["available"] and body["growth"]["model"] == {"name": "growth", "version": 1,
                                                                        "epsilon": 3.0, "delta": 1e-6}
     assert {(p["subject"], p["term_id"]) for p in body["growth"]["points"]} >= {("math", "2024-1"), ("chinese", "2025-1")}
-    assert body["academic_risk"]["probability"] == 0.3 and body["academic_risk"]["reasons"][0]["feature"] == "attendance_rate"
-    assert "academic_model_risk" in {w["reason"] for w in body["warnings"]}
+    academic = body["academic_risk"]
+    assert (academic["probability"], academic["level"]) == (0.3, "amber")
+    assert [(r["feature"], r["value"], r["direction"]) for r in academic["reasons"]] == [
+        ("attendance_rate", 0.874, "raises"), ("failed_subjects", 1.0, "raises"), ("mean_share", 0.78, "lowers")]
+    # Academic risk warns the way fitness risk does: the model's level, and what it weighed.
+    [warning] = [w for w in body["warnings"] if w["reason"] == "academic_model_risk"]
+    assert (warning["level"], warning["model_level"], warning["value"]) == ("watch", "amber", 0.3)
+    assert warning["model_reasons"] == academic["reasons"]
     recommendations = _get(client, "center", "/api/v1/teachers/tch-own/recommendations")
     assert recommendations["recommendations"][0] == {
         "course_id": "course-2", "title": "Course course-2", "center_id": "center-1", "expected_gain": 4.5,
@@ -214,6 +224,10 @@ def test_warnings_give_reasons_items_and_the_model_behind_them(client):
     reasons = {w["reason"]: w for w in body["warnings"]}
     assert body["warning_level"] == "high"
     assert reasons["fitness_model_risk"]["source"] == "model" and reasons["fitness_model_risk"]["value"] == 0.71
+    assert reasons["fitness_model_risk"]["model_level"] == "red" and reasons["fitness_model_risk"]["level"] == "high"
+    assert [(r["feature"], r["direction"]) for r in reasons["fitness_model_risk"]["model_reasons"]] == [
+        ("score_run_50m", "raises"), ("total_change", "raises"), ("total_score", "raises")]
+    assert reasons["fitness_failed"]["model_level"] is None and reasons["fitness_failed"]["model_reasons"] == []
     assert reasons["fitness_model_risk"]["model"] == {"name": "fitness_risk", "version": 3, "epsilon": 2.0,
                                                       "delta": 1e-5}
     assert reasons["fitness_failed"]["items"] == ["run_50m"] and reasons["fitness_failed"]["source"] == "rule"
@@ -228,9 +242,43 @@ def test_class_portraits_summarise_each_student(client):
     assert (body["warnings_high"], body["warnings_watch"]) == (1, 0)
     weak = body["students"][1]
     assert weak["fitness_level"] == "fail" and weak["risk"]["probability"] == 0.71
+    # The level, not the reasons: those are in the student's portrait.
+    assert weak["risk"]["level"] == "red" and weak["risk"]["reasons"] == []
     assert weak["trends"] == {"academics": "down", "fitness": "down", "attendance": "down"}
     assert weak["five_domain"]["overall"] == 75.6
     assert body["outcomes"]["fitness_pass_rate"] == 0.5
+
+
+def test_class_portraits_say_the_value_added_view_is_not_yet_available(client):
+    growth = _get(client, "teacher", "/api/v1/classes/class-1/portraits")["growth"]
+    assert growth == {"available": False, "model": None, "term_id": None, "subjects": [],
+                      "message": "not yet available: the growth model has not been scored into the online store"}
+
+
+def test_class_portraits_hold_the_classs_own_median_growth_per_subject(settings, users):
+    client = TestClient(create_app(settings, feature_reader(with_future_models=True), directory=directory()))
+    body = _get(client, "teacher", "/api/v1/classes/class-1/portraits")
+    growth = body["growth"]
+    assert growth["available"] and growth["term_id"] == "2025-1" and growth["message"] is None
+    assert growth["model"] == {"name": "growth", "version": 1, "epsilon": 3.0, "delta": 1e-6}
+    # Core subjects first (Chinese, math, English), as the growth chart opens on them.
+    assert growth["subjects"] == [{"subject": "chinese", "students": 44, "median_growth_percentile": 48.0},
+                                  {"subject": "math", "students": 45, "median_growth_percentile": 61.5},
+                                  {"subject": "physics", "students": 12, "median_growth_percentile": 55.0}]
+    text = json.dumps(body)
+    for other in ("37.25", "71.25", "43.75", "52.25", "66.75"):  # other classes, teachers, schools
+        assert other not in text
+
+
+def test_a_class_whose_subjects_are_all_too_small_says_why(settings, users):
+    reader = feature_reader(with_future_models=True)
+    reader.put("class_growth_score", "class-1", {"model_name": "growth", "model_version": 1, "model_epsilon": 3.0,
+                                                 "model_delta": 1e-6, "term_id": "2025-1", "growth_json": "[]"})
+    client = TestClient(create_app(settings, reader, directory=directory()))
+    growth = _get(client, "teacher", "/api/v1/classes/class-1/portraits")["growth"]
+    assert growth["available"] and growth["subjects"] == [] and "10 or more students" in growth["message"]
+    reader.put("class_growth_score", "class-1", {"model_name": "growth", "growth_json": "not json"})
+    assert _get(client, "teacher", "/api/v1/classes/class-1/portraits")["growth"]["subjects"] == []
 
 
 def test_a_roster_entry_whose_enrollment_moved_is_left_out(settings, users):
@@ -276,6 +324,41 @@ def test_fitness_warnings_rank_filter_and_sort(settings, users):
     bad = client.get("/api/v1/schools/school-A/fitness-warnings", params={"reason": "grades"},
                      headers=bearer(token_for(client, "nurse")))
     assert bad.status_code == 422  # only fitness reasons exist for health staff
+
+
+def test_fitness_warnings_show_the_models_level_and_the_items_and_trends_behind_it(client):
+    body = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings")
+    [row] = [w for w in body["warnings"] if w["student_key"] == "stu-own-2"]
+    assert row["risk"]["level"] == "red"
+    [model] = [r for r in row["reasons"] if r["reason"] == "fitness_model_risk"]
+    assert (model["level"], model["model_level"]) == ("high", "red")
+    assert model["model_reasons"][0] == {"feature": "score_run_50m", "value": 40.0, "reference": None,
+                                         "effect": 0.21, "direction": "raises"}
+    # Beside the rules' reasons, as before.
+    assert {"fitness_failed", "fitness_declining"} <= {r["reason"] for r in row["reasons"]}
+    record = _get(client, "nurse", "/api/v1/students/stu-own-2/fitness")
+    assert record["risk"]["level"] == "red" and len(record["risk"]["reasons"]) == 3
+
+
+def test_the_models_level_decides_its_warning_and_the_probability_stands_in_without_one(settings, users):
+    reader = feature_reader()
+    model = {"model_name": "fitness_risk", "model_version": 3, "model_epsilon": 2.0, "model_delta": 1e-5}
+    # Green at 30 %: the model gives no warning (its level, not serving's reading of the probability).
+    reader.put("fitness_risk_score", "stu-own", {**model, "risk_probability": 0.3, "level": "green"})
+    # A row written before the models gave levels: 30 % is a watch, at the same fixed thresholds.
+    reader.put("fitness_risk_score", "stu-other-class", {**model, "risk_probability": 0.3})
+    client = TestClient(create_app(settings, reader, directory=directory()))
+    body = _get(client, "nurse", "/api/v1/schools/school-A/fitness-warnings")
+    levels = {w["student_key"]: w["warning_level"] for w in body["warnings"]}
+    assert "stu-own" not in levels and levels["stu-other-class"] == "watch"
+    [fallback] = [w for w in body["warnings"] if w["student_key"] == "stu-other-class"]
+    assert fallback["reasons"][0]["model_level"] is None and fallback["reasons"][0]["model_reasons"] == []
+    # Reasons the service cannot read are left out, not guessed.
+    reader.put("fitness_risk_score", "stu-own", {**model, "risk_probability": 0.6, "level": "red",
+                                                 "reasons_json": '[{"feature": "bmi"}, "x", {"feature": "bmi", '
+                                                                 '"value": 31.0, "effect": "0.1"}]'})
+    record = _get(client, "nurse", "/api/v1/students/stu-own/fitness")
+    assert [(r["feature"], r["effect"]) for r in record["risk"]["reasons"]] == [("bmi", 0.1)]
 
 
 def test_fitness_statistics_put_the_school_beside_the_dp_city(client, settings):
@@ -333,6 +416,7 @@ def test_model_cards_with_audits_and_which_outputs_exist(client):
     assert body["versions"][0]["audits"][1]["epsilon_lower_bound"] == 1.9
     outputs = {o["model"] + ":" + o["view"]: o["available"] for o in body["outputs"]}
     assert outputs["fitness_risk:fitness_risk_score"] and not outputs["growth:growth_score"]
+    assert {"growth:class_growth_score", "growth:teacher_growth_score", "growth:school_growth_score"} <= set(outputs)
     card = _get(client, "officer", "/api/v1/models/fitness_risk")
     assert card["version"] == 3 and card["epsilon"] == 2.0 and card["card_markdown"].startswith("# fitness_risk v3")
     assert _get(client, "officer", "/api/v1/models/fitness_risk", version=2)["version"] == 2

@@ -186,3 +186,60 @@ def _pattern(path: str) -> str:
     import re
 
     return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+class RecordingReader:
+    """The small city with every model scored, remembering which keys of which views were read."""
+
+    def __init__(self) -> None:
+        self._reader = feature_reader(with_future_models=True)
+        self.read_keys: dict[str, set[str]] = {}
+
+    def views(self):
+        return self._reader.views()
+
+    def version(self):
+        return self._reader.version()
+
+    def ready(self):
+        return self._reader.ready()
+
+    def read(self, view, keys):
+        self.read_keys.setdefault(view, set()).update(keys)
+        return self._reader.read(view, keys)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_value_added_view_reaches_only_the_class_teacher_of_the_class(settings, users, role):
+    """Every route a role may open, with each of its own keys: a class's median growth is read for
+    its class teacher's own class only, and a teacher's or a school's medians for nobody
+    (`serving.access` says why)."""
+    from fastapi.testclient import TestClient
+    from serving_testdata import CLASS_GROWTH, SCHOOL_GROWTH, TEACHER_GROWTH, directory, model_cards
+
+    from serving.app import create_app
+
+    reader = RecordingReader()
+    client = TestClient(create_app(settings, reader, directory=directory(), model_cards=model_cards()))
+    headers = bearer(token_for(client, role))
+    bodies = []
+    for r in API:
+        if role not in r.allowed:
+            continue
+        for key in (KEYS[r.kind][role][0] if r.kind else ("",)):
+            response = client.get(r.path.format(key=key), headers=headers)
+            assert response.status_code == 200, (r.path, key)
+            bodies.append(response.text)
+    assert sign_in_page(client, role).status_code == 303
+    for r in PAGES:
+        if role in r.allowed:
+            for key in (KEYS[r.kind][role][0] if r.kind else ("",)):
+                assert client.get(r.path.format(key=key)).status_code == 200, (r.path, key)
+    assert "teacher_growth_score" not in reader.read_keys and "school_growth_score" not in reader.read_keys
+    assert reader.read_keys.get("class_growth_score", set()) == ({"class-1"} if role == "teacher" else set())
+    text = "".join(bodies)
+    hidden = [item["median_growth_percentile"] for rows in (TEACHER_GROWTH, SCHOOL_GROWTH) for growth in rows.values()
+              for item in growth] + [item["median_growth_percentile"] for key, growth in CLASS_GROWTH.items()
+                                     if key != "class-1" for item in growth]
+    for value in hidden:
+        assert f"{value}" not in text, value

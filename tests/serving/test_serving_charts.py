@@ -17,9 +17,11 @@ from serving.schemas import (
     FiveDomainNorms,
     FiveDomainScores,
     GradeFitness,
+    GroupGrowth,
     Growth,
     GrowthPoint,
     LedgerRelease,
+    SubjectGrowth,
 )
 
 
@@ -78,6 +80,15 @@ def test_growth_lines_open_on_the_core_subjects_when_there_are_many():
     assert [s["name"] for s in option["series"]][:3] == ["语文", "数学", "英语"]
     assert option["legend"]["selected"] == {"语文": True, "数学": True, "英语": True, "美术": False, "音乐": False,
                                             "体育": False, "科学": False}
+
+
+def test_class_growth_bars_one_per_subject_with_typical_growth_marked():
+    growth = GroupGrowth(available=True, subjects=[SubjectGrowth(subject="chinese", students=44, median_growth_percentile=48.0),
+                                                   SubjectGrowth(subject="math", students=45, median_growth_percentile=61.5)])
+    option = charts.class_growth_bars(growth, "en")
+    assert option["xAxis"]["data"] == ["Chinese", "Math"] and option["series"][0]["data"] == [48.0, 61.5]
+    assert option["series"][0]["markLine"]["data"] == [{"yAxis": 50}]
+    json.dumps(option)
 
 
 def test_pass_rate_bars_use_the_city_cell_of_both_sexes():

@@ -92,6 +92,25 @@ def test_class_page_draws_a_mini_radar_per_student(client):
     assert "school-A" not in html
 
 
+def test_class_page_shows_the_classs_median_growth_once_scored(client, settings, users):
+    html = _page(client, "teacher", "/classes/class-1")
+    assert 'data-section="class-growth"' in html and 'data-unavailable="growth"' in html
+    assert '<span class="badge risk-red" data-risk-level="red">红色</span>' in html  # stu-own-2's fitness risk
+    scored = TestClient(create_app(settings, feature_reader(with_future_models=True), directory=directory()))
+    html = _page(scored, "teacher", "/classes/class-1")
+    assert len(_charts(html)) == 1 + 1 + 2  # the warnings pie, the growth bars, one radar per student
+    assert 'data-unavailable="growth"' not in html
+    for text in ('<tr data-subject="math"><td class="left">数学</td><td>62</td><td>45</td></tr>',  # 61.5 rounds to 62
+                 '<tr data-subject="chinese"><td class="left">语文</td><td>48</td><td>44</td></tr>',
+                 "本班学生在该学科成长百分位的中位数（2025-1）", "差分隐私模型 growth v1，ε=3，δ=1e-06"):
+        assert text in html, text
+    for other in ("37", "71", "43.8", "52", "66.8"):  # other classes, teachers and schools: nowhere
+        assert f"<td>{other}</td>" not in html
+    scored.get("/lang/en")
+    english = scored.get("/classes/class-1").text
+    assert "Median growth percentile by subject" in english and '<td class="left">Math</td>' in english
+
+
 def test_student_page_shows_the_growth_portrait(client, settings):
     write_dp_statistics(settings)
     html = _page(client, "teacher", "/students/stu-own-2")
@@ -118,6 +137,21 @@ def test_student_page_shows_models_that_have_been_scored(settings, users):
     html = _page(client, "teacher", "/students/stu-own")
     assert len(_charts(html)) == 4 and "差分隐私模型 growth v1，ε=3，δ=1e-06" in html
     assert 'data-unavailable="growth"' not in html
+    # Academic risk shown as fitness risk is: probability, level, what the model weighed, where it comes from.
+    academic = html[html.index('data-section="academic-risk"'):]
+    academic = academic[:academic.index("</div>")]
+    for text in ("30%", '<span class="badge risk-amber" data-risk-level="amber">黄色</span>', "本学期出勤率 <strong>87%</strong>",
+                 "不及格学科数 <strong>1</strong>", "↓ 降低风险", "差分隐私模型 academic_risk v1，ε=3，δ=1e-06"):
+        assert text in academic, text
+    # The academic model's warning carries the same reasons.
+    assert '<tr data-reason="academic_model_risk">' in html
+    # The fitness-risk card: green, and what lowers the risk.
+    fitness = html[html.index('data-section="fitness-risk"'):]
+    assert 'data-risk-level="green"' in fitness and "体测总分 <strong>91.5</strong>" in fitness
+    client.get("/lang/en")
+    english = client.get("/students/stu-own").text
+    assert "Attendance this term <strong>87%</strong>" in english and "↑ raises the risk" in english
+    assert "What the model weighed" in english and ">Amber</span>" in english
 
 
 def test_print_layout_has_a_print_button_and_signature_line(client):
@@ -135,6 +169,25 @@ def test_health_staff_page_ranks_and_filters(client):
     assert filtered.status_code == 200 and filtered.text.count('<tr data-student="') == 0
     fitness = client.get("/students/stu-own-2/fitness").text
     assert "体质健康" in fitness and "五育" not in fitness and len(_charts(fitness)) == 2
+
+
+def test_health_staff_see_the_models_level_and_the_items_and_trends_behind_each_warning(client):
+    html = _page(client, "nurse", "/schools/school-A/fitness")
+    row = html[html.index('<tr data-student="stu-own-2">'):]
+    row = row[:row.index("</tr>")]
+    assert "71%" in row and 'data-risk-level="red"' in row
+    model = row[row.index('<li data-reason="fitness_model_risk">'):]
+    model = model[:model.index("</li>")]
+    for text in ("模型提示下次体测有不及格风险：", "50米跑得分 40", "体测总分较上次变化 -26.0", '<span class="effect-raises">↑</span>'):
+        assert text in model, text
+    assert "体测总分不及格" in row and "模型依据：对该生风险影响最大的几项" in html  # the rules' reasons stay beside it
+    record = client.get("/students/stu-own-2/fitness").text
+    for text in ('<span class="badge risk-red" data-risk-level="red">红色</span>', "50米跑得分 <strong>40</strong>",
+                 "↑ 推高风险", "模型依据"):
+        assert text in record, text
+    client.get("/lang/en")
+    english = client.get("/schools/school-A/fitness").text
+    assert "50 m sprint score 40" in english and ">Red</span>" in english
 
 
 def test_training_center_pages(client):
