@@ -157,7 +157,8 @@ def class_growth_bars(growth: GroupGrowth, lang: str) -> dict[str, Any]:
                         "data": [_num(s.median_growth_percentile) for s in subjects],
                         "itemStyle": {"color": BLUE}, "barMaxWidth": 40,
                         "markLine": {"silent": True, "symbol": "none", "lineStyle": {"type": "dashed", "color": GREY},
-                                     "label": {"formatter": _t(lang, "典型成长 50", "typical 50")},
+                                     "label": {"formatter": _t(lang, "典型成长 50", "typical 50"),
+                                               "position": "insideEndTop"},
                                      "data": [{"yAxis": 50}]}}]}
 
 

@@ -209,9 +209,17 @@ def test_health_staff_filter_warnings_and_open_a_fitness_record(page, server):
     page.click("form.filters button[type=submit]")
     page.wait_for_load_state("networkidle")
     assert "level=fail" in page.url and page.locator("tr[data-student]").count() == 1
+    # The model's level and the items and trends behind its warning, beside the rules' reasons.
+    row = page.locator("tr[data-student='stu-own-2']")
+    assert row.locator("[data-risk-level='red']").inner_text() == "红色"
+    assert row.locator("li[data-reason='fitness_model_risk'] .model-reason").all_inner_texts()[0] == "50米跑得分 40 ↑"
+    assert row.locator("li[data-reason='fitness_failed']").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "health-staff-warnings.png"), full_page=True)
     page.click("a[href='/students/stu-own-2/fitness']")
     page.wait_for_load_state("networkidle")
     assert charts_drawn(page) == 2
+    assert page.locator("[data-section='warnings'] [data-risk-level='red']").first.is_visible()
+    assert page.locator("tr[data-reason='fitness_model_risk'] ul.model-reasons li").count() == 3
     page.screenshot(path=str(ARTIFACTS / "health-staff-student-fitness.png"), full_page=True)
 
 
@@ -234,6 +242,23 @@ def test_english_toggle(page, server):
     assert page.locator("h1").first.inner_text().startswith("Class overview")
     charts_drawn(page)
     page.screenshot(path=str(ARTIFACTS / "class-teacher-english.png"), full_page=True)
+
+
+def test_class_teacher_sees_the_classs_median_growth_and_academic_risk_once_scored(page, scored_server):
+    sign_in(page, scored_server, "solo-teacher")
+    assert charts_drawn(page) == 4  # warnings pie, the class's growth bars, a mini radar per student
+    growth = page.locator("[data-section='class-growth']")
+    assert growth.locator("tr[data-subject]").count() == 3
+    assert growth.locator("tr[data-subject='math']").inner_text().split() == ["数学", "62", "45"]
+    page.screenshot(path=str(ARTIFACTS / "class-teacher-class-growth.png"), full_page=True)
+    page.click("a[href='/students/stu-own-2']")
+    page.wait_for_load_state("networkidle")
+    charts_drawn(page)
+    academic = page.locator("[data-section='academic-risk']")
+    assert academic.locator("[data-risk-level='amber']").inner_text() == "黄色"
+    assert academic.locator("ul.model-reasons li").count() == 3
+    page.screenshot(path=str(ARTIFACTS / "class-teacher-student-scored.png"), full_page=True)
+    assert not page.console_errors, page.console_errors
 
 
 def test_training_center_sees_the_invite_list_and_opens_an_invited_teacher(page, scored_server):
