@@ -114,8 +114,9 @@ def features():
 
 @app.command()
 def train(
-    models: Annotated[list[str] | None, typer.Argument(help="Models to train (default: all).",
-                                                        show_default=False)] = None,
+    models: Annotated[list[str] | None, typer.Argument(
+        help="Models to train, by name or comma-separated (default, or 'all': every model).",
+        show_default=False)] = None,
     epsilon: Annotated[float | None, typer.Option(help="Privacy target ε per person (default: settings).")] = None,
 ):
     """Train DP models on Ray beside their non-private references; log and register them in MLflow."""
@@ -123,7 +124,8 @@ def train(
     from privacy.ledger import BudgetExceeded
 
     try:
-        results = run_train(get_settings(), models or (), epsilon=epsilon)
+        names = [name for arg in models or () for name in arg.split(",") if name.strip() not in ("", "all")]
+        results = run_train(get_settings(), [name.strip() for name in names], epsilon=epsilon)
     except (ValueError, BudgetExceeded) as error:
         fail(str(error))
     typer.echo(json.dumps({name: result.__dict__ for name, result in results.items()}, indent=2))

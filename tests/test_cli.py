@@ -281,7 +281,9 @@ def test_privacy_open_sets_a_total_once_and_refuses_bad_budgets(home):
 def test_train_refuses_an_unknown_model_or_epsilon_before_touching_anything(home):
     result = runner.invoke(app, ["train", "fitness_risk", "weather"])
     assert result.exit_code == 1
-    assert "unknown model(s) weather; known: growth, fitness_risk, academic_risk" in result.output
+    assert "unknown model(s) weather; known: growth, fitness_risk, academic_risk, teacher_training" in result.output
+    result = runner.invoke(app, ["train", "growth,weather,moon"])  # the MLflow project's comma-separated form
+    assert result.exit_code == 1 and "unknown model(s) weather, moon" in result.output
     result = runner.invoke(app, ["train", "--epsilon", "-1"])
     assert result.exit_code == 1 and "epsilon must be > 0" in result.output
     assert not (home / "mlflow").exists()

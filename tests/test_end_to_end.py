@@ -261,6 +261,29 @@ def test_the_model_card_shows_the_guarantee_and_audits_that_do_not_refute_it(cit
     assert refused.returncode != 0 and "audited when they train" in refused.stdout + refused.stderr
 
 
+def test_mlflow_run_trains_a_model_in_its_own_run_under_the_project_run(city):
+    """`mlflow run mlflow -e train` works: each model gets its own run (a child of the project's
+    run), registered as a new version, then scoring runs."""
+    import mlflow
+
+    uri = city["settings"].mlflow_uri
+    repository = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PORTRAIT_HOME": str(city["home"]), "RAY_AUTH_MODE": "disabled", "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ran = subprocess.run([sys.executable, "-m", "mlflow", "run", str(repository / "mlflow"), "-e", "train",
+                          "-P", "models=academic_risk", "-P", "epsilon=1", "--env-manager", "local",
+                          "--experiment-name", "portrait-project"],
+                         env=env, cwd=repository, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    [project] = client.search_runs([client.get_experiment_by_name("portrait-project").experiment_id])
+    version = client.get_model_version_by_alias("academic_risk", "challenger")
+    assert int(version.version) >= 2  # a new version beside the demo's
+    run = client.get_run(version.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == project.info.run_id
+    assert "auc_test" in run.data.metrics and "auc_test" not in project.data.metrics
+
+
 def test_nothing_under_portrait_home_holds_a_raw_id_name_or_national_id(city):
     from features.synth import CityPlan, synthesize
 

@@ -14,6 +14,8 @@ the same release its primary held-out metric is at least the champion's. Serving
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,7 +78,7 @@ def register(settings: Settings, candidate: Candidate, *, run_name: str) -> Regi
     import mlflow
 
     client = mlflow_client(settings)
-    with mlflow.start_run(experiment_id=experiment_id(settings, candidate.name), run_name=run_name) as run:
+    with _own_run(experiment_id(settings, candidate.name), run_name) as run:
         mlflow.log_params({key: _param(value) for key, value in candidate.params.items()})
         mlflow.log_metrics(candidate.metrics)
         for artifact, content in candidate.dicts.items():
@@ -101,6 +103,23 @@ def register(settings: Settings, candidate: Candidate, *, run_name: str) -> Regi
     publish_card(client, candidate.name, run.info.run_id, version, replace(candidate.card, version=version))
     aliases = _set_aliases(client, candidate, version)
     return Registered(run_id=run.info.run_id, version=version, aliases=aliases)
+
+
+@contextmanager
+def _own_run(experiment: str, run_name: str):
+    """A new run for one model. Under `mlflow run` (MLFLOW_RUN_ID names the project's run) each model
+    still gets its own run in its own experiment, tagged as the project run's child: resuming the
+    project's run instead would pour every model's params into one run, where they collide."""
+    import mlflow
+
+    parent = os.environ.pop("MLFLOW_RUN_ID", None)
+    try:
+        tags = {"mlflow.parentRunId": parent} if parent else None
+        with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=tags) as run:
+            yield run
+    finally:
+        if parent:
+            os.environ["MLFLOW_RUN_ID"] = parent
 
 
 def publish_card(client, name: str, run_id: str, version: int, card: ModelCard) -> None:
