@@ -97,14 +97,24 @@ def build_subject_terms(lake_dir: Path, out_path: Path) -> int:
         exam_rows = pq.ParquetFile(grades_path).metadata.num_rows
         buckets = max(1, math.ceil(exam_rows / 2 / ROWS_PER_BUCKET))  # ~2 exams per subject and term
         # 1. One aggregate pass over the grades, bucket of students by bucket: each (student, subject)
-        #    career as one row with a share per term (the mean over that term's exams).
+        #    career as one row with a share per term (the mean over that term's exams) and the
+        #    student's grade in each school year.
+        years = sorted({t.school_year for t in terms})
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE grade_years AS
+            SELECT student_id, {', '.join(f'max(grade) FILTER (WHERE school_year = {y}) AS {_grade(y)}' for y in years)}
+            FROM grade_of GROUP BY student_id
+        """)
         shares = ", ".join(f"avg(least(score / full_mark, 1.0)) FILTER (WHERE term_id = {sql_str(t.term_id)}) "
                            f"AS {_share(t)}" for t in terms)
         (scratch / "careers").mkdir()
         careers = [copy(con, f"""
-            SELECT student_id, subject, {shares} FROM read_parquet({grades})
-            WHERE score IS NOT NULL AND full_mark > 0 AND {condition}
-            GROUP BY student_id, subject
+            WITH c AS (
+                SELECT student_id, subject, {shares} FROM read_parquet({grades})
+                WHERE score IS NOT NULL AND full_mark > 0 AND {condition}
+                GROUP BY student_id, subject)
+            SELECT c.*, {', '.join(f'g.{_grade(y)}' for y in years)}
+            FROM c LEFT JOIN grade_years g ON g.student_id = c.student_id
         """, scratch / "careers" / f"b{i}.parquet")
             for i, condition in enumerate(entity_ranges(grades_path, "student_id", buckets))]
         # 2. Term by term across the city, written straight into the family's file in term order.
@@ -115,6 +125,10 @@ def _share(term: Term) -> str:
     return f"share_{term.idx}"
 
 
+def _grade(school_year: int) -> str:
+    return f"grade_{school_year}"
+
+
 def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
     """Rows of one term: share, z and percentile within (grade, subject) city-wide, slope and
     volatility over the terms t-3..t the career has a share in, failed.
@@ -122,10 +136,11 @@ def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
     z comes from the group's mean and population SD (a hash aggregate); the percentile from a
     histogram of the group's shares: rank - 1 is the number of the group's shares strictly below
     (ties share the lowest rank), as `percent_rank` gives, without sorting the rows themselves.
-    Slope and volatility are the closed forms over the (at most 4) shares of the window, centred
-    on their means: least squares slope sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x
-    the term offset (0, -1, -2, -3; a missing term is missing, not replaced by an older one), and
-    the sample SD; both need 2 terms.
+    Both read only the grade, subject and share columns of the careers. Slope and volatility are
+    the closed forms over the (at most 4) shares of the window, centred on their means: least
+    squares slope sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x the term offset
+    (0, -1, -2, -3; a missing term is missing, not replaced by an older one), and the sample SD;
+    both need 2 terms.
     """
     window = [(_share(t), t.idx - term.idx) for t in window_terms(terms, term, WINDOW_TERMS)]
     n = " + ".join(f"({y} IS NOT NULL)::INTEGER" for y, _ in window)
@@ -134,26 +149,26 @@ def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
     sxx = " + ".join(f"CASE WHEN {y} IS NULL THEN 0.0 ELSE ({x} - mx) * ({x} - mx) END" for y, x in window)
     sxy = " + ".join(f"coalesce(({x} - mx) * ({y} - my), 0.0)" for y, x in window)
     syy = " + ".join(f"coalesce(({y} - my) * ({y} - my), 0.0)" for y, _ in window)
-    grouped = "r.grade IS NOT NULL"
+    source = f"read_parquet({files_sql(careers)})"
+    share, grade = _share(term), _grade(term.school_year)
+    graded = f"{share} IS NOT NULL AND {grade} IS NOT NULL"
     return f"""
-        WITH r AS MATERIALIZED (
-            SELECT *, ({sum_x}) / n AS mx, ({sum_y}) / n AS my FROM (
-                SELECT c.student_id, c.subject, g.grade, c.{_share(term)} AS share,
-                       {', '.join(y for y, _ in window)}, {n} AS n
-                FROM read_parquet({files_sql(careers)}) c LEFT JOIN grade_of g
-                  ON g.student_id = c.student_id AND g.school_year = {term.school_year}
-                WHERE c.{_share(term)} IS NOT NULL)),
-        groups AS (
-            SELECT grade, subject, avg(share) AS mean, stddev_pop(share) AS sd, count(*) AS size
-            FROM r WHERE grade IS NOT NULL GROUP BY grade, subject),
+        WITH groups AS (
+            SELECT {grade} AS grade, subject, avg({share}) AS mean, stddev_pop({share}) AS sd, count(*) AS size
+            FROM {source} WHERE {graded} GROUP BY ALL),
         below AS (
             SELECT grade, subject, share,
                    sum(c) OVER (PARTITION BY grade, subject ORDER BY share) - c AS below
-            FROM (SELECT grade, subject, share, count(*) AS c FROM r WHERE grade IS NOT NULL
-                  GROUP BY grade, subject, share))
+            FROM (SELECT {grade} AS grade, subject, {share} AS share, count(*) AS c
+                  FROM {source} WHERE {graded} GROUP BY ALL)),
+        r AS (
+            SELECT *, ({sum_x}) / n AS mx, ({sum_y}) / n AS my FROM (
+                SELECT student_id, subject, {grade} AS grade, {share} AS share,
+                       {', '.join(y for y, _ in window)}, {n} AS n
+                FROM {source} WHERE {share} IS NOT NULL))
         SELECT r.student_id AS student_key, r.subject, {term.end_sql} AS event_timestamp, r.grade, r.share,
-               CASE WHEN {grouped} THEN coalesce((r.share - groups.mean) / nullif(groups.sd, 0), 0.0) END AS z,
-               CASE WHEN {grouped} THEN
+               CASE WHEN r.grade IS NOT NULL THEN coalesce((r.share - groups.mean) / nullif(groups.sd, 0), 0.0) END AS z,
+               CASE WHEN r.grade IS NOT NULL THEN
                    CASE WHEN groups.size > 1 THEN 100.0 * below.below / (groups.size - 1) ELSE 0.0 END END AS pct,
                CASE WHEN r.n >= 2 THEN ({sxy}) / ({sxx}) END AS slope_4t,
                CASE WHEN r.n >= 2 THEN sqrt(({syy}) / (r.n - 1)) END AS volatility_4t,
