@@ -171,10 +171,7 @@ def audit_registered(store, settings: Settings, alias: str = "champion") -> list
     registered = registered_run(settings, MODEL_NAME, alias)
     config = registered.config(AcademicRiskConfig)
     split = split_examples(*training_examples(store), config)
-    registered.check_split(split)
-    dp_model = registered.load_model()
-    twin = lightgbm_twin(config.seed).fit(split.X_train, split.y_train)
-    audits = audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=config.seed)
+    dp_model, audits = registered.audit_again(split, lightgbm_twin(config.seed), seed=config.seed)
     params, metrics = registered.params, registered.metrics
     registered.record(audits, _card(
         params.get("data_release", "?"), params.get("lake_snapshot", ""), dp_model.privacy_, split,

@@ -67,17 +67,18 @@ class RegisteredRun:
         return config_class(**{f.name: ast.literal_eval(self.params[f"config.{f.name}"])
                                for f in fields(config_class) if f"config.{f.name}" in self.params})
 
-    def load_model(self):
+    def audit_again(self, split: Split, twin, *, seed: int) -> tuple[Any, list[dict]]:
+        """The registered DP model and `twin` (unfitted; fitted here on the split) attacked again,
+        on the training set the version was fitted on (today's lake must still give it)."""
         import mlflow
 
-        return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
-
-    def check_split(self, split: Split) -> None:
-        """The audit must attack the training set the version was fitted on, not today's lake."""
         if len(split.X_train) != int(self.params["n_train"]):
             raise ValueError(f"{self.name} v{self.version} trained on {self.params['n_train']} students; the lake "
                              f"now gives {len(split.X_train)}: audit it on the lake it was trained on "
                              f"(snapshot {self.params.get('lake_snapshot', '?')})")
+        dp_model = mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
+        twin.fit(split.X_train, split.y_train)
+        return dp_model, audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=seed)
 
     def record(self, audits: list[dict], card) -> None:
         """The audits to the run (audits.json, metrics) and the card, republished with them."""

@@ -245,12 +245,8 @@ def audit_registered(store, settings: Settings, alias: str = "champion") -> list
     """Re-run the audits of `fitness_risk@alias` on its own split; log them to its run and card."""
     registered = registered_run(settings, MODEL_NAME, alias)
     config = registered.config(FitnessRiskConfig)
-    frame, y = training_examples(store)
-    split = split_examples(frame, y, config)
-    registered.check_split(split)
-    dp_model = registered.load_model()
-    twin = lightgbm_twin(config.seed).fit(split.X_train, split.y_train)
-    audits = audit_pair(dp_model, twin, split, delta=dp_model.privacy_.delta, seed=config.seed)
+    split = split_examples(*training_examples(store), config)
+    dp_model, audits = registered.audit_again(split, lightgbm_twin(config.seed), seed=config.seed)
     params, metrics = registered.params, registered.metrics
     registered.record(audits, model_card(
         registered.version, params.get("data_release", "?"), params.get("lake_snapshot", ""), dp_model.privacy_,
