@@ -3,8 +3,9 @@
     .venv/bin/python bench/serving.py --students 5000 --seconds 30 --rate 200
 
 Builds a synthetic city in a temporary PORTRAIT_HOME (synth -> ingest -> indicators -> Feast
-publish; DP statistics; fitness-risk scores written as batch scoring would, from a seeded random
-draw instead of a trained model, so no training is needed), starts `uvicorn` with the service in a
+publish; DP statistics; fitness-risk scores with their level and three reasons, and each class's
+median growth per subject, written as batch scoring would, from a seeded random draw instead of a
+trained model, so no training is needed), starts `uvicorn` with the service in a
 child process on a free loopback port, and for each arm sends requests at a fixed rate (open loop:
 request i leaves at t0 + i / rate whatever the earlier ones are doing; latency is measured from
 that scheduled time, so queueing in the server is counted, not hidden):
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import os
 import random
 import socket
@@ -82,17 +84,33 @@ def build_city(home: Path, students: int, seed: int) -> dict:
         run_statistics(settings)
     roll = current_enrollment(settings.indicators_dir / "student_enrollment.parquet")
     rng = np.random.default_rng(seed)
+    now = pd.Timestamp.now(tz="UTC").as_unit("us")
+    model = {"model_version": 1, "model_epsilon": 2.0, "model_delta": 1e-5}
+    probability = rng.beta(1.5, 8.0, len(roll))
+    # Three reasons a student, shaped like `training.score` writes them (feature, value, effect).
+    features = ("score_run_50m", "total_change", "total_score", "score_vital_capacity", "bmi")
+    reasons = [json.dumps([{"feature": features[j], "value": round(float(rng.uniform(30, 90)), 1),
+                            "effect": round(float(rng.normal(0, 0.1)), 4)} for j in rng.choice(5, 3, replace=False)])
+               for _ in range(len(roll))]
     scores = pd.DataFrame({
-        "student_key": roll["student_key"].astype("string"),
-        "event_timestamp": pd.Timestamp.now(tz="UTC").as_unit("us"),
-        "risk_probability": rng.beta(1.5, 8.0, len(roll)), "model_name": "fitness_risk", "model_version": 1,
-        "model_epsilon": 2.0, "model_delta": 1e-5,
+        "student_key": roll["student_key"].astype("string"), "event_timestamp": now,
+        "risk_probability": probability, "level": np.where(probability >= 0.5, "red",
+                                                           np.where(probability >= 0.25, "amber", "green")),
+        "reasons_json": reasons, "model_name": "fitness_risk", **model,
     })
     settings.scores_dir.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(settings.scores_dir / "fitness_risk_score.parquet", index=False)
+    # The value-added view the class page shows: each class's median growth percentile per subject.
+    sizes = roll.groupby("class_id").size()
+    classes = sizes[sizes >= 10].index.astype(str)
+    growth = [json.dumps([{"subject": subject, "students": int(sizes[class_id]),
+                           "median_growth_percentile": round(float(rng.uniform(30, 70)), 1)}
+                          for subject in ("chinese", "math", "english")]) for class_id in classes]
+    pd.DataFrame({"class_id": pd.Series(classes, dtype="string"), "event_timestamp": now, "term_id": "bench",
+                  "growth_json": growth, "model_name": "growth", **model}).to_parquet(
+        settings.scores_dir / "class_growth_score.parquet", index=False)
     with contextlib.redirect_stdout(io.StringIO()):
         publish(feature_store(settings), score_views(settings.scores_dir))
-    sizes = roll.groupby("class_id").size()
     class_id = str((sizes - 45).abs().idxmin())
     users = UserStore(settings.users_path)
     # One class teacher over every class, so any student of the city is theirs to read.

@@ -76,7 +76,9 @@ def fitness_warnings(user: User, reader: FeatureReader, audit: AuditLog, school_
         row = FitnessWarningRow(
             student_key=key, class_id=enrollment.get("class_id"), grade=enrollment.get("grade"), sex=fitness.get("sex"),
             level=fitness.get("level"), total_score=fitness.get("total_score"),
-            total_change=fitness.get("total_change"), risk=RiskScore.from_row(student.get(FITNESS_RISK.view)),
+            total_change=fitness.get("total_change"),
+            # The level here; the reasons once, with the model's warning (`reasons`), for a model warning.
+            risk=RiskScore.from_row(student.get(FITNESS_RISK.view), reasons=False),
             warning_level=level.value, reasons=warning_reasons(findings, student))
         if _matches(row, where):
             rows.append(row)
