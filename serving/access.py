@@ -14,7 +14,8 @@ Scopes, by role:
   the online store and are indexed once per publish (`model_outputs.courses_inviting`);
 - data officer: the engine's oversight (ledger, model cards, ingest, access log), no portraits.
 
-The value-added view (the growth model's medians per subject, `model_outputs`): who sees which.
+The value-added view (the growth model's medians per subject): who sees which. Each model output's
+readers are listed with it (`model_outputs.ModelOutput.shown_to`) and on the data officer's page.
 - A class's medians (`class_growth_score`) go to its class teacher, on the class overview and in
   the class portraits JSON, and to nobody else: it is a summary of students the class teacher
   already sees one by one, so it tells them nothing about anyone outside their scope, while to
@@ -32,7 +33,7 @@ The value-added view (the growth model's medians per subject, `model_outputs`): 
   nothing of their school, classes or students), and an exact value-added score of one named
   teacher is an evaluation of their teaching that a training provider outside the school has no
   need for to choose courses: the teacher-training model may learn from growth, and its
-  recommendations carry that, without the centre seeing the score itself. Both views stay in the
+  recommendations carry that, without the center seeing the score itself. Both views stay in the
   online store, reported to the data officer as available (`/api/v1/models`), ready for a role that
   needs them (a school leader scoped to their school would be the natural reader of both).
 

@@ -298,6 +298,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "epsilon_lower_bound": ("经验 ε 下界", "Empirical ε lower bound"),
     "model_outputs": ("在线库中的模型输出", "Model outputs in the online store"),
     "available": ("已就绪", "Available"),
+    "shown_to": ("显示给：", "shown to: "),
+    "shown_to_nobody": ("不向任何角色显示（原因见 serving/access.py）", "no role (why: serving/access.py)"),
     "no_models": ("尚未注册模型。", "No model registered yet."),
     "open_card": ("查看卡片", "Open card"),
     "access_log": ("访问审计日志（最近）", "Access audit log (latest)"),

@@ -30,7 +30,7 @@ class ModelOutput:
     view: str  # online feature view batch scoring publishes
     entity: str
     payload: tuple[str, ...]  # fields beyond the model_* ones
-    # The roles that see the output, and where (`serving.access` says why; empty: held, shown to no one).
+    # The roles that see the output (`serving.access` says why; empty: held in the store, shown to no one).
     shown_to: tuple[str, ...] = ()
 
 
@@ -40,29 +40,27 @@ class ModelOutput:
 # that raise (effect > 0) or lower (effect < 0) the student's risk most, each against a neutral value
 # fixed in advance (a pass of 60 for a score, no change for a trend); "reference" when scoring writes it.
 RISK_PAYLOAD = ("risk_probability", "level", "reasons_json")
+# Class teachers: portrait and class overview; health staff: fitness record and school warnings.
 FITNESS_RISK = ModelOutput("fitness_risk", "fitness_risk_score", "student", RISK_PAYLOAD,
-                           ("class_teacher: student portrait, class overview",
-                            "health_staff: student fitness record, school fitness warnings"))
+                           ("class_teacher", "health_staff"))
 # Growth percentiles per subject and term, oldest first:
 # growth_json = [{"subject": "math", "term_id": "2024-2", "percentile": 63}, ...]
-GROWTH = ModelOutput("growth", "growth_score", "student", ("growth_json",),
-                     ("class_teacher: student portrait",))
-ACADEMIC_RISK = ModelOutput("academic_risk", "academic_risk_score", "student", RISK_PAYLOAD,
-                            ("class_teacher: student portrait, class overview",))
+GROWTH = ModelOutput("growth", "growth_score", "student", ("growth_json",), ("class_teacher",))
+ACADEMIC_RISK = ModelOutput("academic_risk", "academic_risk_score", "student", RISK_PAYLOAD, ("class_teacher",))
 # The value-added view: the latest term's median growth percentile per subject of a class, a teacher
 # (the classes they teach the subject in) or a school; groups under 10 students left out by scoring.
 # growth_json = [{"subject": "math", "students": 45, "median_growth_percentile": 52.0}, ...]
 GROUP_GROWTH_PAYLOAD = ("term_id", "growth_json")
-CLASS_GROWTH = ModelOutput("growth", "class_growth_score", "class", GROUP_GROWTH_PAYLOAD,
-                           ("class_teacher: their own class's overview (page and class portraits JSON)",))
+# The class's own teacher, on the class overview (page and class portraits JSON).
+CLASS_GROWTH = ModelOutput("growth", "class_growth_score", "class", GROUP_GROWTH_PAYLOAD, ("class_teacher",))
 TEACHER_GROWTH = ModelOutput("growth", "teacher_growth_score", "teacher", GROUP_GROWTH_PAYLOAD)
 SCHOOL_GROWTH = ModelOutput("growth", "school_growth_score", "school", GROUP_GROWTH_PAYLOAD)
 # recommendations_json = [{"course_id": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
 TEACHER_RECOMMENDATIONS = ModelOutput("teacher_training", "teacher_training_score", "teacher",
-                                      ("recommendations_json",), ("training_center: teacher portrait",))
+                                      ("recommendations_json",), ("training_center",))
 # invites_json = [{"teacher_key": str, "expected_gain": float, "dimension": str, "reason": str}, ...]
 COURSE_INVITES = ModelOutput("teacher_training", "course_invite_score", "course", ("invites_json",),
-                             ("training_center: course invite list, center overview",))
+                             ("training_center",))
 
 MODEL_OUTPUTS = (FITNESS_RISK, GROWTH, ACADEMIC_RISK, CLASS_GROWTH, TEACHER_GROWTH, SCHOOL_GROWTH,
                  TEACHER_RECOMMENDATIONS, COURSE_INVITES)

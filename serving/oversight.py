@@ -53,7 +53,8 @@ def models_overview(cards: ModelCards, reader: FeatureReader | None) -> ModelsOv
         views = frozenset()
     return ModelsOverview(
         versions=[_summary(card) for card in cards.versions()],
-        outputs=[ModelOutputStatus(model=output.model, view=output.view, available=output.view in views)
+        outputs=[ModelOutputStatus(model=output.model, view=output.view, available=output.view in views,
+                                   shown_to=list(output.shown_to))
                  for output in MODEL_OUTPUTS])
 
 

@@ -650,6 +650,8 @@ class ModelOutputStatus(BaseModel):
     model: str
     view: str
     available: bool
+    shown_to: list[str] = Field([], description="The roles whose pages and API show the output; empty: kept in "
+                                                "the online store, shown to no role")
 
 
 class ModelsOverview(BaseModel):

@@ -417,6 +417,10 @@ def test_model_cards_with_audits_and_which_outputs_exist(client):
     outputs = {o["model"] + ":" + o["view"]: o["available"] for o in body["outputs"]}
     assert outputs["fitness_risk:fitness_risk_score"] and not outputs["growth:growth_score"]
     assert {"growth:class_growth_score", "growth:teacher_growth_score", "growth:school_growth_score"} <= set(outputs)
+    shown = {o["view"]: o["shown_to"] for o in body["outputs"]}
+    assert shown["class_growth_score"] == ["class_teacher"] and shown["fitness_risk_score"] == ["class_teacher",
+                                                                                                "health_staff"]
+    assert shown["teacher_growth_score"] == shown["school_growth_score"] == []  # kept, shown to no role
     card = _get(client, "officer", "/api/v1/models/fitness_risk")
     assert card["version"] == 3 and card["epsilon"] == 2.0 and card["card_markdown"].startswith("# fitness_risk v3")
     assert _get(client, "officer", "/api/v1/models/fitness_risk", version=2)["version"] == 2

@@ -203,6 +203,8 @@ def test_officer_pages(client, settings):
     html = _page(client, "officer", "/officer")
     for text in ("隐私预算账本", "模型卡片", "数据导入与隔离", "访问审计日志"):
         assert text in html
+    assert "<code>class_growth_score</code>): 暂未提供 · 显示给：班主任</li>" in html
+    assert "<code>school_growth_score</code>): 暂未提供 · 显示给：不向任何角色显示" in html
     card = client.get("/officer/models/fitness_risk").text
     assert "<h1>fitness_risk v3</h1>" in card and "<table>" in card
     assert "<script>alert(1)</script>" not in card and "&lt;script&gt;" in card  # the card's HTML is not run
