@@ -454,6 +454,15 @@ def print_uci(rows: list[dict]) -> None:
           "major.: always predicting the larger class.\nDP all: the risk network on every input; ABC: logistic "
           "regression on absences, past failures and the allowed grades, without and with DP. Fit seconds (sum over folds): "
           + ", ".join(f"{n} {sum(r['models'][n]['fit_seconds'] for r in rows):.0f}" for n in names))
+    print("gap (non-private − DP, accuracy points) against each DP model's own non-private twin and against LightGBM:")
+    for row in rows:
+        gaps = []
+        for name, m in row["models"].items():
+            if name.startswith("DP"):
+                twin = "ABC, no DP" if name.startswith("DP ABC") else "network, no DP"
+                gaps.append(f"{name} {100 * (row['models'][twin]['mean'] - m['mean']):+.1f} / "
+                            f"{100 * (row['models']['LightGBM']['mean'] - m['mean']):+.1f}")
+        print(f"  {row['setup']} {row['subject']:<11}" + "; ".join(gaps))
 
 
 # =============================================================================================
@@ -514,10 +523,11 @@ def common_reasons(examples: Examples, schedule: Schedule, epsilon: float, calib
 def print_oulad(result: dict) -> None:
     print(f"students {result['n']:,} (one enrolment each), withdrawn-or-fail rate {result['positive_rate']:.3f}, "
           f"{result['folds']}-fold stratified CV")
-    print(f"{'model':<30}{'AUC':>7}{'± SD':>7}{'Brier':>8}{'ECE':>7}{'fit s':>8}")
+    print(f"{'model':<30}{'AUC':>7}{'± SD':>7}{'Brier':>8}{'ECE':>7}{'fit s':>8}{'gap LightGBM':>14}")
+    best = result["models"]["LightGBM"]["mean"]
     for name, m in result["models"].items():
         print(f"{name:<30}{m['mean']:>7.3f}{m['sd']:>7.3f}{m['calibration']['brier']:>8.3f}"
-              f"{m['calibration']['ece']:>7.3f}{m['fit_seconds']:>8.1f}")
+              f"{m['calibration']['ece']:>7.3f}{m['fit_seconds']:>8.1f}{best - m['mean']:>+14.3f}")
     demographics = result["demographics only"]
     print(f"{'random forest, demographics':<30}{demographics['mean']:>7.3f}{demographics['sd']:>7.3f}"
           f"{demographics['calibration']['brier']:>8.3f}{demographics['calibration']['ece']:>7.3f}"
