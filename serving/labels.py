@@ -104,7 +104,7 @@ FEATURE = {
     "standard_score": ("体测标准分", "Standard score"),
     "bonus": ("体测加分", "Bonus points"),
     "total_score": ("体测总分", "Fitness total"),
-    "total_change": ("体测总分较上次变化", "Fitness total change since the last test"),
+    "total_change": ("总分较上次变化", "Total change since the last test"),
     "years_failed_in_row": ("连续不及格年数", "Tests failed in a row"),
     "tests_taken": ("参测次数", "Tests taken"),
     "attendance_rate": ("本学期出勤率", "Attendance this term"),

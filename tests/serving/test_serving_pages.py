@@ -178,7 +178,7 @@ def test_health_staff_see_the_models_level_and_the_items_and_trends_behind_each_
     assert "71%" in row and 'data-risk-level="red"' in row
     model = row[row.index('<li data-reason="fitness_model_risk">'):]
     model = model[:model.index("</li>")]
-    for text in ("模型提示下次体测有不及格风险：", "50米跑得分 40", "体测总分较上次变化 -26.0", '<span class="effect-raises">↑</span>'):
+    for text in ("模型提示下次体测有不及格风险：", "50米跑得分 40", "总分较上次变化 -26.0", '<span class="effect-raises">↑</span>'):
         assert text in model, text
     assert "体测总分不及格" in row and "模型依据：对该生风险影响最大的几项" in html  # the rules' reasons stay beside it
     record = client.get("/students/stu-own-2/fitness").text
