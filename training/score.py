@@ -19,8 +19,9 @@ from training.registry import mlflow_client
 
 
 def score_all(store, settings: Settings, *, alias: str = "champion") -> dict[str, int]:
-    """Every registered model's champion scores its students; {score view: rows}. Models not
-    registered yet are skipped (serving shows them as not yet available)."""
+    """Every registered model's champion scores its students or teachers; {score view: rows}. Each
+    scorer returns its (view, frame) pairs; models not registered yet are skipped (serving shows
+    them as not yet available)."""
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client(settings)
@@ -31,8 +32,7 @@ def score_all(store, settings: Settings, *, alias: str = "champion") -> dict[str
             client.get_model_version_by_alias(model, alias)
         except MlflowException:
             continue
-        scored = scorer(store, settings, alias=alias)
-        for view, frame in [scored] if isinstance(scored, tuple) else scored:
+        for view, frame in scorer(store, settings, alias=alias):
             settings.scores_dir.mkdir(parents=True, exist_ok=True)
             write_parquet(frame, settings.scores_dir / f"{view}.parquet")
             written[view] = len(frame)
@@ -53,7 +53,7 @@ def _now() -> pd.Timestamp:
     return pd.Timestamp(datetime.now(timezone.utc)).as_unit("us")
 
 
-def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") -> list[tuple[str, pd.DataFrame]]:
     """Each student's latest fitness features, scored by `models:/fitness_risk@<alias>`: probability,
     level and the three items or trends that raise (or lower) it most."""
     from training.fitness_risk import CONTEXT, FEATURE_SERVICE, FEATURES, MODEL_NAME
@@ -65,12 +65,12 @@ def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") ->
         entity_df=keys.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
     features = features.dropna(subset=["total_score"])  # no test within the view's TTL: nothing to score
     X = features[FEATURES].to_numpy(dtype=float)
-    return "fitness_risk_score", pd.DataFrame({
+    return [("fitness_risk_score", pd.DataFrame({
         "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
         "risk_probability": model.predict_proba(X)[:, 1], "level": model.predict_level(X),
         # Items the student's grade does not test are missing, not weak: never a reason.
         "reasons_json": _reasons_json(model, X, leave_out=CONTEXT), **provenance,
-    })
+    }))]
 
 
 def _reasons_json(model, X: np.ndarray, *, leave_out=(), top: int = 3) -> list[str]:
@@ -84,7 +84,7 @@ def _reasons_json(model, X: np.ndarray, *, leave_out=(), top: int = 3) -> list[s
     return lines
 
 
-def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -> list[tuple[str, pd.DataFrame]]:
     """Students graded in the latest term: probability, level and the three strongest reasons."""
     from training.academic_risk import FEATURE_SERVICE, FEATURES, MODEL_NAME, NEUTRAL
 
@@ -95,14 +95,14 @@ def score_academic_risk(store, settings: Settings, *, alias: str = "champion") -
     features = store.get_historical_features(
         entity_df=latest.assign(event_timestamp=_now()), features=store.get_feature_service(FEATURE_SERVICE)).to_df()
     X = features[FEATURES].fillna(dict(zip(FEATURES, NEUTRAL, strict=True))).to_numpy(dtype=float)
-    return "academic_risk_score", pd.DataFrame({
+    return [("academic_risk_score", pd.DataFrame({
         "student_key": features["student_key"].astype("string"), "event_timestamp": _now(),
         "risk_probability": model.predict_proba(X)[:, 1], "level": model.predict_level(X),
         "reasons_json": _reasons_json(model, X), **provenance,
-    })
+    }))]
 
 
-def score_growth(store, settings: Settings, *, alias: str = "champion") -> tuple[str, pd.DataFrame]:
+def score_growth(store, settings: Settings, *, alias: str = "champion") -> list[tuple[str, pd.DataFrame]]:
     """Every subject and term of each student on the latest roll: their growth percentile given up
     to three terms before (consecutive terms by index; a gap cuts the priors, as in fitting); and
     the latest term's medians by class, teacher and school (`growth_by_group`)."""
