@@ -189,6 +189,13 @@ def test_subject_terms_equal_the_window_function_formulation_on_the_city(city):
     reference = reference_subject_terms(city.lake)
     assert reference["slope_4t"].notna().mean() > 0.5
     assert_same_subject_terms(read(city.out, "student_subject_term"), reference)
+    # NaN and empty stay apart as before: a one-term slope is NaN (regr_slope), a volatility empty.
+    with duckdb.connect() as con:
+        nan, null, empty = con.execute(
+            "SELECT count(*) FILTER (WHERE isnan(slope_4t)), count(*) FILTER (WHERE slope_4t IS NULL), "
+            "count(*) FILTER (WHERE volatility_4t IS NULL) "
+            f"FROM read_parquet('{city.out / 'student_subject_term.parquet'}')").fetchall()[0]
+    assert null == 0 and nan == empty == reference["slope_4t"].isna().sum() > 0
 
 
 def test_subject_terms_over_gaps_equal_the_window_function_formulation(tmp_path):

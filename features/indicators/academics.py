@@ -140,7 +140,9 @@ def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
     the closed forms over the (at most 4) shares of the window, centred on their means: least
     squares slope sum((x - mean x)(y - mean y)) / sum((x - mean x)^2) with x the term offset
     (0, -1, -2, -3; a missing term is missing, not replaced by an older one), and the sample SD;
-    both need 2 terms.
+    both need 2 terms. With one, the slope is NaN and the volatility empty, as DuckDB's
+    `regr_slope` and `stddev_samp` over a one-row frame gave when they computed them (so
+    student_academics' trend, an `avg` over subjects, stays NaN when a subject has one term).
     """
     window = [(_share(t), t.idx - term.idx) for t in window_terms(terms, term, WINDOW_TERMS)]
     n = " + ".join(f"({y} IS NOT NULL)::INTEGER" for y, _ in window)
@@ -170,7 +172,7 @@ def _term_sql(term: Term, terms: list[Term], careers: list[Path]) -> str:
                CASE WHEN r.grade IS NOT NULL THEN coalesce((r.share - groups.mean) / nullif(groups.sd, 0), 0.0) END AS z,
                CASE WHEN r.grade IS NOT NULL THEN
                    CASE WHEN groups.size > 1 THEN 100.0 * below.below / (groups.size - 1) ELSE 0.0 END END AS pct,
-               CASE WHEN r.n >= 2 THEN ({sxy}) / ({sxx}) END AS slope_4t,
+               CASE WHEN r.n >= 2 THEN ({sxy}) / ({sxx}) ELSE 'NaN'::DOUBLE END AS slope_4t,
                CASE WHEN r.n >= 2 THEN sqrt(({syy}) / (r.n - 1)) END AS volatility_4t,
                CASE WHEN r.share < {FAIL_SHARE} - {_EPS} THEN 1 ELSE 0 END AS failed
         FROM r LEFT JOIN groups ON groups.grade = r.grade AND groups.subject = r.subject

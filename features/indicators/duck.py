@@ -334,40 +334,29 @@ def _nullable(expr: str) -> str:
 
 def write_family_queries(con: duckdb.DuckDBPyConnection, family: IndicatorFamily, queries: list[str],
                          out_path: Path) -> int:
-    """Write the rows of `queries`, one after the other, straight into `out_path`; rows written.
+    """Write the rows of `queries`, one after the other, into `out_path`; rows written.
 
-    The queries (each selecting the family's keys, `event_timestamp` and fields by name) run as one
-    UNION ALL in a single COPY with insertion order preserved, so the file holds the first query's
-    rows, then the second's (term by term, say) without a scratch file in between to concatenate.
-    Every column is cast to its declared kind, the schema is checked, and the file is written beside
-    the target and renamed, as `write_family` does.
+    Each query (selecting the family's keys, `event_timestamp` and fields by name) is copied to a
+    part file on its own, so memory is bounded by one query whatever the number of queries (one
+    COPY over a UNION ALL of them all, in order, holds every branch's state at once and runs out
+    of memory at city scale); `write_family` then concatenates the parts in order with the
+    family's exact schema.
     """
     if not queries:
         return write_family(family, [], out_path)
-    schema = family.arrow_schema()
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    columns = [f"CAST({_nullable(key)} AS VARCHAR) AS {key}" for key in family.keys]
-    columns.append(f"CAST({_nullable('event_timestamp')} AS TIMESTAMPTZ) AS event_timestamp")
-    columns += [f"CAST({_nullable(name)} AS {_KIND_SQL[kind]}) AS {name}" for name, kind in family.fields.items()]
-    body = " UNION ALL ".join(f"({query})" for query in queries)
-    (previous,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    con.execute("SET preserve_insertion_order = true")  # the queries' rows in the order given
+    parts_dir = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.parts"
+    parts_dir.mkdir(parents=True)
     try:
-        con.execute(f"COPY (SELECT {', '.join(columns)} FROM ({body})) "
-                    f"TO {sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        parts = []
+        for i, query in enumerate(queries):
+            columns = [f"CAST({_nullable(key)} AS VARCHAR) AS {key}" for key in family.keys]
+            columns.append(f"CAST(event_timestamp AS TIMESTAMPTZ) AS event_timestamp")
+            columns += [f"CAST({name} AS {_KIND_SQL[kind]}) AS {name}" for name, kind in family.fields.items()]
+            parts.append(copy(con, f"SELECT {', '.join(columns)} FROM ({query})", parts_dir / f"part-{i:05d}.parquet"))
+        return write_family(family, parts, out_path)
     finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
-    written = pq.ParquetFile(tmp)
-    if not written.schema_arrow.equals(schema, check_metadata=False):
-        tmp.unlink()
-        raise RuntimeError(f"{family.name}: DuckDB wrote {written.schema_arrow}, not the declared {schema}")
-    rows = written.metadata.num_rows
-    os.replace(tmp, out_path)
-    return rows
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def entity_ranges(path: Path, column: str, buckets: int) -> list[str]:

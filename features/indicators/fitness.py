@@ -36,9 +36,8 @@ from features.indicators.duck import (
     duck_session,
     spill_dir,
     sql_literal,
+    FamilyWriter,
     student_buckets,
-    write_family,
-    write_family_queries,
 )
 from features.indicators.family import IndicatorFamily
 from features.standards import csphs2014
@@ -408,15 +407,14 @@ def _build_over_tests(family: IndicatorFamily, sql: Callable[[str], str], lake_d
                       rows_per_bucket: int) -> int:
     out_path = Path(out_path)
     scored = scored_fitness(lake_dir, out_path.parent)
-    with duck_session(spill_dir(out_path)) as con:
-        if scored is None:
-            return write_family(family, [], out_path)
-        _scored_view(con, scored)
-        # Bucket after bucket (each in student order) straight into the file, encoded by DuckDB's
-        # parallel writer rather than one pyarrow thread (the history's JSON is most of the bytes).
-        buckets = student_buckets(con, "tests", "student_key", rows_per_bucket)
-        return write_family_queries(con, family, [sql(f"(SELECT * FROM tests WHERE {b})") for b in buckets],
-                                    out_path)
+    # FamilyWriter flushes every 128 MB: the history's JSON would make DuckDB's 1M-row groups
+    # several GB each at city scale.
+    with duck_session(spill_dir(out_path)) as con, FamilyWriter(family, out_path) as out:
+        if scored is not None:
+            _scored_view(con, scored)
+            for bucket in student_buckets(con, "tests", "student_key", rows_per_bucket):
+                out.add_query(con, sql(f"(SELECT * FROM tests WHERE {bucket})"))
+    return out.rows
 
 
 def build_student_fitness(lake_dir: Path, out_path: Path) -> int:
