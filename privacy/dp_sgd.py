@@ -280,6 +280,16 @@ def _train_fused(module, loader, loss_fn, optimizer, config, *, accountant, nois
     return module
 
 
+def _noise_only_step(private_optimizer, *, noise_std: float, expected_batch_size: int, generator) -> None:
+    """One DP-SGD step of an empty batch: N(0, σ²C²) on every parameter, normalised like Opacus's
+    noisy sums, stepped by the wrapped (non-private) optimizer (there is no per-sample gradient)."""
+    private_optimizer.zero_grad(set_to_none=True)
+    for parameter in private_optimizer.params:
+        parameter.grad = torch.normal(0.0, noise_std, size=parameter.shape, generator=generator).div_(
+            expected_batch_size)
+    private_optimizer.original_optimizer.step()
+
+
 def _train_opacus(module, loader, loss_fn, optimizer, config, *, accountant, noise_multiplier, sample_rate,
                   expected_batch_size, noise_generator) -> nn.Module:
     """DP-SGD through Opacus's PrivacyEngine in one of its grad-sample modes."""
@@ -313,7 +323,10 @@ def _train_opacus(module, loader, loss_fn, optimizer, config, *, accountant, noi
             for batch_features, batch_labels in private_loader:
                 if len(batch_features) == 0:
                     # Poisson sampling drew nobody (probability e^-batch). The step is still a draw of
-                    # the mechanism: account for it rather than let it vanish from the ledger.
+                    # the mechanism: it releases its noise (the clipped sum of nobody is zero) and is
+                    # accounted, as on the fused path; skipping it would show that the batch was empty.
+                    _noise_only_step(private_optimizer, noise_std=noise_multiplier * config.max_grad_norm,
+                                     expected_batch_size=expected_batch_size, generator=noise_generator)
                     accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
                     continue
                 private_optimizer.zero_grad()

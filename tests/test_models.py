@@ -127,3 +127,27 @@ def test_ghost_clipping_refuses_two_dimensional_labels_instead_of_learning_nothi
         train_dp_sgd(nn.Linear(4, 1), torch.zeros(100, 4), torch.zeros(100, 1), nn.BCEWithLogitsLoss(), config)
     with pytest.raises(ValueError, match="grad_sample_mode must be one of"):
         DPSGDConfig(target_epsilon=1.0, target_delta=1e-5, grad_sample_mode="fast")
+
+
+@pytest.mark.parametrize("mode", ["fused", "hooks", "ew"])
+def test_an_empty_poisson_batch_still_releases_its_noise(mode, monkeypatch):
+    """Regression (Opacus modes): a step whose Poisson batch drew nobody was skipped, releasing no
+    noise, so the model showed which batches were empty. Every step must move the model by noise."""
+    import torch
+    from torch import nn
+
+    import privacy.dp_sgd as dp_sgd
+
+    def nobody(self):
+        for _ in range(self.steps):
+            yield torch.zeros(0, dtype=torch.int64)
+
+    monkeypatch.setattr(dp_sgd.PoissonBatchSampler, "__iter__", nobody)
+    module = nn.Sequential(nn.Linear(3, 1, bias=False))
+    nn.init.zeros_(module[0].weight)
+    features, labels = torch.randn(64, 3), torch.randint(0, 2, (64, 1)).float()
+    config = dp_sgd.DPSGDConfig(target_epsilon=1.0, target_delta=1e-5, max_grad_norm=1.0, epochs=2,
+                                expected_batch_size=16, learning_rate=0.1, grad_sample_mode=mode)
+    trained, spent = dp_sgd.train_dp_sgd(module, features, labels, nn.BCEWithLogitsLoss(), config)
+    assert spent.steps == 2 * 4  # every empty step is accounted ...
+    assert torch.count_nonzero(trained[0].weight) == 3  # ... and released noise: nothing else moved the weights
