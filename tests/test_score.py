@@ -76,11 +76,13 @@ def test_reasons_leave_out_context_and_missing_values_and_keep_the_top_three():
     from training.score import _reasons_json
 
     def reason(feature, value, effect):
-        return SimpleNamespace(feature=feature, value=value, effect=effect)
+        return SimpleNamespace(feature=feature, value=value, reference=60.0, effect=effect)
 
     model = SimpleNamespace(explain=lambda X, top: [[
         reason("grade", 7.0, 0.30), reason("score_run_800m", float("nan"), 0.20), reason("score_run_50m", 41.0, 0.10),
         reason("total_change", -12.0, 0.05), reason("bmi", 27.0, 0.04), reason("score_sit_up_1min", 55.0, 0.01),
     ][:top]])
     [line] = _reasons_json(model, np.zeros((1, 6)), leave_out=("grade", "tests_taken"))
-    assert [r["feature"] for r in json.loads(line)] == ["score_run_50m", "total_change", "bmi"]
+    reasons = json.loads(line)
+    assert [r["feature"] for r in reasons] == ["score_run_50m", "total_change", "bmi"]
+    assert reasons[0] == {"feature": "score_run_50m", "value": 41.0, "reference": 60.0, "effect": 0.1}

@@ -75,12 +75,13 @@ def score_fitness_risk(store, settings: Settings, *, alias: str = "champion") ->
 
 def _reasons_json(model, X: np.ndarray, *, leave_out=(), top: int = 3) -> list[str]:
     """Per student, the `top` features that move the risk most (a risk-warning model's `explain`),
-    as JSON; features in `leave_out` and features the student has no value for are skipped."""
+    as JSON (feature, the student's value, the neutral reference it was compared with, effect);
+    features in `leave_out` and features the student has no value for are skipped."""
     lines = []
     for student in model.explain(X, top=X.shape[1]):  # all, then skip; effects come largest first
         kept = [r for r in student if r.feature not in leave_out and np.isfinite(r.value)][:top]
-        lines.append(json.dumps([{"feature": r.feature, "value": r.value, "effect": round(r.effect, 4)}
-                                 for r in kept]))
+        lines.append(json.dumps([{"feature": r.feature, "value": r.value, "reference": r.reference,
+                                  "effect": round(r.effect, 4)} for r in kept]))
     return lines
 
 
