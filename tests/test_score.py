@@ -86,3 +86,15 @@ def test_reasons_leave_out_context_and_missing_values_and_keep_the_top_three():
     reasons = json.loads(line)
     assert [r["feature"] for r in reasons] == ["score_run_50m", "total_change", "bmi"]
     assert reasons[0] == {"feature": "score_run_50m", "value": 41.0, "reference": 60.0, "effect": 0.1}
+
+
+def test_a_utility_curve_that_could_not_be_measured_still_draws():
+    """Regression: a sweep whose metric was NaN at every ε (too few held-out teachers) made the
+    log-scaled plot raise, failing the whole training run."""
+    from training.utility_curve import utility_figure
+
+    figure = utility_figure({0.5: float("nan"), 1.0: float("nan")}, {"LightGBM, no DP": float("nan")},
+                            metric="held-out gain Spearman", title="nothing measurable")
+    figure.savefig(__import__("io").BytesIO(), format="png")
+    partly = utility_figure({0.5: float("nan"), 1.0: 0.4}, {"LightGBM, no DP": 0.5}, metric="m", title="t")
+    partly.savefig(__import__("io").BytesIO(), format="png")

@@ -147,8 +147,11 @@ def _beats(client, candidate: Candidate, champion) -> bool:
     release = champion.tags.get("data_release", "")
     if candidate.data_release != release:
         return candidate.data_release > release  # releases are school years: the newer data wins
+    mine = candidate.metrics.get(candidate.primary_metric)
+    if mine is None:  # not measurable on this data (e.g. too few held-out cases): keep the champion
+        return False
     metric = client.get_run(champion.run_id).data.metrics.get(candidate.primary_metric)
-    return metric is None or candidate.metrics[candidate.primary_metric] >= metric
+    return metric is None or mine >= metric
 
 
 def _predict_example(candidate: Candidate):

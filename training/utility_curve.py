@@ -10,6 +10,7 @@ budget; the decision is the same as for the twin (training/audits.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import ray
@@ -38,10 +39,16 @@ def utility_figure(curve: dict[float, float], references: dict[str, float], *, m
 
     epsilons = sorted(curve)
     figure, axis = plt.subplots(figsize=(5.5, 4))
-    axis.plot(epsilons, [curve[e] for e in epsilons], "o-", label="DP model")
+    # A metric that could not be measured (NaN: too few held-out cases) is left out, not drawn.
+    measured = [e for e in epsilons if math.isfinite(curve[e])]
+    axis.plot(measured, [curve[e] for e in measured], "o-", label="DP model")
     for (label, value), style in zip(references.items(), ("--", ":", "-."), strict=False):
-        axis.axhline(value, color="grey", ls=style, label=label)
+        if math.isfinite(value):
+            axis.axhline(value, color="grey", ls=style, label=label)
+    if not measured:
+        axis.text(0.5, 0.5, "not measurable on this data", transform=axis.transAxes, ha="center")
     axis.set_xscale("log", base=2)
+    axis.set_xlim(min(epsilons) / 1.5, max(epsilons) * 1.5)
     axis.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
     axis.set_xlabel("ε per person")
     axis.set_ylabel(metric)
