@@ -120,7 +120,7 @@ def train_teacher_training(store, settings: Settings, config: TeacherTrainingCon
     intervals = held_out["dp"]["intervals"]
     audits = [{"target": target, **result.to_dict(), "summary": result.summary()}
               for target, result in (("dp", _audit(dp_model, train, test, delta)),
-                                     ("nonprivate", _audit(lightgbm, train, test, delta)))]
+                                     ("nonprivate", _audit(lightgbm, train, test, delta))) if result]
     curve = utility_sweep(partial(_held_out_spearman, data=ray.put((train, test)), params=params))
 
     metrics = {
@@ -182,7 +182,10 @@ def _audit(recommender, train: dict, test: dict, delta: float):
         error = (outcomes["predicted"] - outcomes["observed"]) ** 2
         return -error.groupby(outcomes["teacher_id"]).mean().to_numpy()
 
-    return score_threshold_audit(scores(train), scores(test), delta=delta)
+    members, nonmembers = scores(train), scores(test)
+    if not len(members) or not len(nonmembers):
+        return None  # nobody to attack on one side (a tiny city): no audit, and the card shows none
+    return score_threshold_audit(members, nonmembers, delta=delta)
 
 
 def _held_out_spearman(epsilon: float, *, data, params: dict) -> float:
