@@ -40,8 +40,13 @@ def audit_pair(dp_model, twin, split: Split, *, delta: float, seed: int = 0) -> 
                             y_nonmembers=split.y_test, delta=delta),
             canary_audit(model, split.X_train, split.y_train, delta=delta, random_state=seed),
         ):
-            rows.append({"target": target, **result.to_dict(), "summary": result.summary()})
+            rows.append(audit_row(target, result))
     return rows
+
+
+def audit_row(target: str, result) -> dict:
+    """One attack's result as a row for MLflow and the model card; target "dp" or "nonprivate"."""
+    return {"target": target, **result.to_dict(), "summary": result.summary()}
 
 
 def audit_metrics(rows: list[dict]) -> dict[str, float]:

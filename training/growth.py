@@ -24,6 +24,7 @@ import pandas as pd
 import ray
 
 from core.config import Settings
+from training.audits import audit_metrics, audit_row
 from training.budget import current_budget
 from training.model_card import ModelCard
 from training.registry import Candidate, dp_params, register
@@ -160,9 +161,8 @@ def train_growth(store, settings: Settings, config: GrowthConfig | None = None) 
     budget.ledger.settle(receipt.ids[0], epsilon=spent.epsilon, delta=spent.delta)
     agreement = growth_agreement(dp_model.growth_percentile(X_test, y_test), exact.growth_percentile(X_test, y_test))
 
-    audits = [{"target": target, **result.to_dict(), "summary": result.summary()}
-              for target, result in (("dp", _audit(dp_model, X_train, y_train, X_test, y_test, delta)),
-                                     ("nonprivate", _audit(exact, X_train, y_train, X_test, y_test, delta)))]
+    audits = [audit_row(target, _audit(model, X_train, y_train, X_test, y_test, delta))
+              for target, model in (("dp", dp_model), ("nonprivate", exact))]
     data = ray.put((X_train, y_train, X_test, y_test, exact.growth_percentile(X_test, y_test)))
     curve = utility_sweep(partial(_held_out_spearman, data=data, params=params))
     card = _card(budget, spent, agreement, len(X_train), len(X_test), seconds_dp, seconds_exact, audits)
@@ -176,8 +176,7 @@ def train_growth(store, settings: Settings, config: GrowthConfig | None = None) 
         metrics={"dp.epsilon": spent.epsilon, **agreement, "fit_seconds_dp": seconds_dp,
                  "fit_seconds_exact": seconds_exact,
                  **{f"sweep.spearman_at_eps_{e:g}": value for e, value in curve.items()},
-                 **{f"audit.{a['target']}.{a['attack']}.{key}": float(a[key]) for a in audits
-                    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "epsilon_lower_bound")}},
+                 **audit_metrics(audits)},
         tags={"epsilon": spent.epsilon, "delta": spent.delta, "accountant": spent.accountant,
               "unit_of_privacy": "one student", "median_abs_diff": agreement["median_abs_diff"]},
         dicts={"utility_vs_epsilon.json": {str(e): v for e, v in curve.items()}, "audits.json": audits},

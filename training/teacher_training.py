@@ -32,6 +32,7 @@ import ray
 
 from core.config import Settings
 from features.lake import read_lake
+from training.audits import audit_metrics, audit_row
 from training.budget import TEACHERS, current_budget
 from training.model_card import ModelCard
 from training.registry import Candidate, dp_params, register
@@ -90,7 +91,7 @@ def train_teacher_training(store, settings: Settings, config: TeacherTrainingCon
     """Train, evaluate, audit, log and register the recommender. Needs a running Ray session.
     `store` is unused (the model reads histories from the lake) and kept for the trainers' interface."""
     from models.teacher_training import (DPTeacherTrainingRecommender, LightGBMRecommender, PopularityRecommender,
-                                         split_teachers, teacher_histories, CourseCatalog)
+                                         CourseCatalog, split_teachers, teacher_histories)
 
     del store
     config = config or TeacherTrainingConfig()
@@ -118,9 +119,9 @@ def train_teacher_training(store, settings: Settings, config: TeacherTrainingCon
     held_out = {name: _agreement(model, test) for name, model in
                 (("dp", dp_model), ("lightgbm", lightgbm), ("observed_gain", observed_gain))}
     intervals = held_out["dp"]["intervals"]
-    audits = [{"target": target, **result.to_dict(), "summary": result.summary()}
-              for target, result in (("dp", _audit(dp_model, train, test, delta)),
-                                     ("nonprivate", _audit(lightgbm, train, test, delta))) if result]
+    audits = [audit_row(target, result) for target, result in (("dp", _audit(dp_model, train, test, delta)),
+                                                               ("nonprivate", _audit(lightgbm, train, test, delta)))
+              if result]
     curve = utility_sweep(partial(_held_out_spearman, data=ray.put((train, test)), params=params))
 
     metrics = {
@@ -130,8 +131,7 @@ def train_teacher_training(store, settings: Settings, config: TeacherTrainingCon
         "gain_spearman_gap": held_out["lightgbm"]["spearman"] - held_out["dp"]["spearman"],
         "held_out_intervals": intervals, "fit_seconds_dp": seconds_dp, "fit_seconds_lightgbm": seconds_lgbm,
         **{f"sweep.gain_spearman_at_eps_{e:g}": value for e, value in curve.items()},
-        **{f"audit.{a['target']}.{a['attack']}.{key}": float(a[key]) for a in audits
-           for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "epsilon_lower_bound")},
+        **audit_metrics(audits),
     }
     n_test = len(set(test["teacher_assessments"]["teacher_id"]))
     card = _card(budget, spent, held_out, n_train=n_train, n_test=n_test, audits=audits)
