@@ -22,6 +22,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Float64, Int64, String
 
 from core.config import Settings
+from features import online_write
 from features.indicators import FAMILIES
 from features.indicators.family import ENTITY_KEYS, TERM_TTL, IndicatorFamily
 from features.indicators.fitness import FITNESS_TTL
@@ -285,4 +286,11 @@ def _online_window(view: FeatureView) -> tuple[str, datetime, datetime] | None:
 
 
 def _materialize(config: RepoConfig, view: str, start: datetime, end: datetime) -> None:
-    FeatureStore(config=config).materialize(start, end, feature_views=[view])
+    """One view into the online store: Redis through `online_write` (the same values and layout
+    as Feast writes, without its per-value conversion), anything else through Feast."""
+    store = FeatureStore(config=config)
+    feature_view = store.get_feature_view(view)
+    if online_write.covers(config, feature_view):
+        online_write.materialize_redis(store, feature_view, start, end)
+    else:
+        store.materialize(start, end, feature_views=[view])

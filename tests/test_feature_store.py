@@ -185,6 +185,61 @@ def test_a_republished_release_replaces_the_redis_values_it_covers(city, redis_u
     assert online() == pytest.approx((latest["mean_share"] / 2).tolist())
 
 
+def test_publish_writes_to_redis_exactly_what_feasts_materialize_writes(city, redis_url, tmp_path):
+    """publish serializes Redis values column by column (features/online_write.py), not through
+    Feast's per-value conversion: every online view's hashes, keys and timestamps must be the bytes
+    Feast's own materialize (with skip_dedup, as publish configures it) writes, and the registry
+    must record the same materialized intervals."""
+    import redis
+    from feast import FeatureStore, FeatureView
+
+    from features.feature_repo import _online_window, _writer_config
+
+    ours, feasts = (city.model_copy(update={"home": tmp_path / name, "feast_online_store": "redis",
+                                            "feast_redis_url": f"{redis_url},db={db}"})
+                    for name, db in (("ours", 1), ("feast", 2)))
+    definitions = indicator_views(city.indicators_dir)
+    publish(feature_store(ours), definitions, workers=2)
+    reference = feature_store(feasts)
+    reference.apply(definitions)
+    windows = [_online_window(d) for d in definitions if isinstance(d, FeatureView) and d.online]
+    writer = FeatureStore(config=_writer_config(reference.config))
+    for view, start, end in filter(None, windows):
+        writer.materialize(start, end, feature_views=[view])
+
+    host, port = redis_url.split(":")
+    dumps = []
+    for db in (1, 2):
+        client = redis.Redis(host=host, port=int(port), db=db)
+        dumps.append({key: client.hgetall(key) for key in client.scan_iter(count=1000)})
+    assert len(dumps[1]) > 300 and dumps[0] == dumps[1]
+    intervals = [{view.name: view.materialization_intervals for view in store.list_feature_views()}
+                 for store in (feature_store(ours), reference)]
+    assert intervals[0] == intervals[1]
+
+
+def test_column_serialization_matches_feasts_value_conversion():
+    """Nulls, NaN, zero, negative and large numbers, empty and non-ASCII text: the same bytes as
+    Feast's python_values_to_proto_values gives for the column."""
+    import pyarrow as pa
+    from feast import ValueType
+    from feast.type_map import python_values_to_proto_values
+
+    from features.online_write import _serialized
+
+    columns = [
+        (pa.array([0.0, -1.5, None, float("nan"), 1e300, 5e-324, 0.1]), ValueType.DOUBLE),
+        (pa.array([0, -1, None, 2**62, -(2**63), 7], pa.int64()), ValueType.INT64),
+        (pa.array([3, 3, 4], pa.int64()), ValueType.INT64),
+        (pa.array(["", None, "体质 健康", '[{"a": 1}]', "x" * 300]), ValueType.STRING),
+        (pa.array([None, None], pa.float64()), ValueType.DOUBLE),
+    ]
+    for column, value_type in columns:
+        feasts = [value.SerializeToString()
+                  for value in python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)]
+        assert _serialized(column, value_type) == feasts, column
+
+
 def test_training_past_the_release_budget_is_refused_before_any_model_trains(city, tmp_path):
     from privacy.ledger import BudgetExceeded, PrivacyLedger
     from training.fitness_risk import train_fitness_risk
