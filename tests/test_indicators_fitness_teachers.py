@@ -588,3 +588,13 @@ def test_planted_later_values_never_change_earlier_rows(city, tmp_path):
         if family.name in GROWN_BY_THE_PLANT:
             assert counts[family.name] > city["counts"][family.name], family.name
             assert (after["event_timestamp"] >= cutoff).any(), family.name
+
+
+def test_class_outcomes_are_the_same_whatever_the_student_buckets(school_lake, tmp_path, monkeypatch):
+    """The results pass runs bucket of students by bucket: any cut gives the same class rows."""
+    classes.build_class_outcomes(school_lake, tmp_path / "one.parquet")
+    monkeypatch.setattr(classes, "GRADE_ROWS_PER_BUCKET", 1)
+    classes.build_class_outcomes(school_lake, tmp_path / "many.parquet")
+    one, many = (pq.read_table(tmp_path / name).to_pandas().sort_values(["class_id", "event_timestamp"])
+                 .reset_index(drop=True) for name in ("one.parquet", "many.parquet"))
+    pd.testing.assert_frame_equal(one, many)

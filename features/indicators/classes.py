@@ -12,13 +12,23 @@ a lake without a family's required tables gives an empty file with the family's 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from features.indicators.duck import FamilyWriter, duck_session, register_lake, spill_dir, sql_literal, term_ends
+from features.indicators.duck import (
+    FamilyWriter,
+    duck_session,
+    entity_ranges,
+    register_lake,
+    spill_dir,
+    sql_literal,
+    term_ends,
+)
 from features.indicators.family import TERM_TTL, IndicatorFamily
 from features.indicators.fitness import scored_fitness
 
 PASS_SHARE = 0.6  # a result passes at 60 % of its full mark
+GRADE_ROWS_PER_BUCKET = 20_000_000  # exam rows per bucket of students in the results pass (memory bound)
 
 CLASS_FIELDS: dict[str, str] = {
     "term_id": "str",
@@ -73,9 +83,46 @@ def build_class_outcomes(lake_dir: Path, out_path: Path) -> int:
             else:
                 con.execute(f"CREATE VIEW fitness AS SELECT student_id, school_year, test_date, total_score, level "
                             f"FROM read_parquet({sql_literal(Path(scored) / '*.parquet')})")
+            _student_results(con, Path(lake_dir) / "grades.parquet")
             for term_id, year, end, _ in term_ends(con):
                 out.add_query(con, _class_sql(term_id, year, end))
     return out.rows
+
+
+def _student_results(con, grades_path: Path) -> None:
+    """Temp table `student_results` (student_id, term_id, results, share_sum, passed): each
+    student's results of each term, counted and summed, in one pass over the grades.
+
+    A result is the final's share of full mark, else the midterm's (`arg_max` on the exam being
+    the final), per (student, term, subject). Picking it term by term city-wide took a hash table
+    of every (student, subject) of the term: at 1.2M students 6M groups, 9.4 s a term, superlinear
+    in the city (0.74 s at 250k). Here the groups are (student, term) with one result column per
+    subject, over ranges of students that read only their row groups of the student-sorted lake;
+    a class then adds up its students' counts and sums.
+    """
+    subjects = [subject for (subject,) in con.execute("SELECT DISTINCT subject FROM grades ORDER BY 1").fetchall()]
+    if not subjects:
+        con.execute("CREATE TEMP TABLE student_results (student_id VARCHAR, term_id VARCHAR, results BIGINT, "
+                    "share_sum DOUBLE, passed BIGINT)")
+        return
+    result = "arg_max(score / full_mark, CASE WHEN exam = 'final' THEN 1 ELSE 0 END)"
+    picks = [f"{result} FILTER (WHERE subject IS NOT DISTINCT FROM {'NULL' if s is None else sql_literal(s)}) AS r{i}"
+             for i, s in enumerate(subjects)]
+    shares = [f"r{i}" for i in range(len(subjects))]
+    counted = " + ".join(f"({r} IS NOT NULL)::BIGINT" for r in shares)
+    summed = " + ".join(f"coalesce({r}, 0.0)" for r in shares)
+    passed = " + ".join(f"coalesce(({r} >= {PASS_SHARE})::BIGINT, 0)" for r in shares)
+    rows = con.execute("SELECT count(*) FROM grades").fetchall()[0][0]
+    buckets = entity_ranges(grades_path, "student_id", math.ceil(rows / GRADE_ROWS_PER_BUCKET)) if rows else ["TRUE"]
+    con.execute("CREATE TEMP TABLE student_results (student_id VARCHAR, term_id VARCHAR, results BIGINT, "
+                "share_sum DOUBLE, passed BIGINT)")
+    for bucket in buckets:
+        con.execute(f"""
+            INSERT INTO student_results
+            SELECT student_id, term_id, {counted}, {summed}, {passed}
+            FROM (SELECT student_id, term_id, {', '.join(picks)} FROM grades
+                  WHERE score IS NOT NULL AND full_mark > 0 AND {bucket} GROUP BY student_id, term_id)
+        """)
 
 
 def _class_sql(term_id: str, year: int, end: str) -> str:
@@ -87,16 +134,11 @@ def _class_sql(term_id: str, year: int, end: str) -> str:
             WHERE m.school_year = {year}
         ), sizes AS (
             SELECT class_id, count(DISTINCT student_id) AS students FROM members GROUP BY class_id
-        ), results AS (
-            SELECT student_id, subject,
-                   arg_max(score / full_mark, CASE WHEN exam = 'final' THEN 1 ELSE 0 END) AS share
-            FROM grades
-            WHERE term_id = {term} AND score IS NOT NULL AND full_mark > 0
-            GROUP BY student_id, subject
         ), exams AS (
-            SELECT m.class_id, count(*) AS results, avg(share) AS mean_score_share,
-                   avg(CASE WHEN share >= {PASS_SHARE} THEN 1.0 ELSE 0.0 END) AS pass_rate
-            FROM results r JOIN members m USING (student_id)
+            SELECT m.class_id, sum(r.results) AS results, sum(r.share_sum) / sum(r.results) AS mean_score_share,
+                   sum(r.passed) / sum(r.results) AS pass_rate
+            FROM student_results r JOIN members m USING (student_id)
+            WHERE r.term_id = {term} AND r.results > 0
             GROUP BY m.class_id
         ), tests AS (
             SELECT m.class_id, count(*) AS fitness_tested, avg(total_score) AS mean_fitness_total,
