@@ -5,8 +5,8 @@
 Builds a synthetic city in a temporary PORTRAIT_HOME (synth -> ingest -> indicators -> Feast
 publish; DP statistics; fitness-risk scores with their level and three reasons, and each class's
 median growth per subject, written as batch scoring would, from a seeded random draw instead of a
-trained model, so no training is needed), starts `uvicorn` with the service in a
-child process on a free loopback port, and for each arm sends requests at a fixed rate (open loop:
+trained model, so no training is needed), starts the service as a deployment does (`portrait serve`,
+one worker process per core) on a free loopback port, and for each arm sends requests at a fixed rate (open loop:
 request i leaves at t0 + i / rate whatever the earlier ones are doing; latency is measured from
 that scheduled time, so queueing in the server is counted, not hidden):
 
@@ -119,18 +119,14 @@ def build_city(home: Path, students: int, seed: int) -> dict:
             "class_keys": roll.loc[roll["class_id"] == class_id, "student_key"].astype(str).tolist()}
 
 
-def start_server(settings, cache_rows: int) -> tuple[subprocess.Popen, str]:
+def start_server(settings, cache_rows: int, workers: int) -> tuple[subprocess.Popen, str]:
+    """`portrait serve` on a free loopback port, as a deployment runs it (one worker per core)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = (
-        "import uvicorn\n"
-        "from core.config import Settings\n"
-        "from serving.app import create_app\n"
-        f"app = create_app(Settings(home={str(settings.home)!r}), cache_rows={cache_rows})\n"
-        f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning', access_log=False)\n"
-    )
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+    env = {**os.environ, "PORTRAIT_HOME": str(settings.home), "PORTRAIT_SERVING_CACHE_ROWS": str(cache_rows)}
+    server = subprocess.Popen([sys.executable, "-m", "portrait.cli", "serve", "--port", str(port), "--workers",
+                               str(workers)], cwd=Path(__file__).resolve().parents[1], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     import httpx
@@ -197,9 +193,14 @@ async def sustained(base: str, paths: list[str], *, rate: float, seconds: float,
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time so far of a process and its children (uvicorn's workers; Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                total += cpu_seconds(int(child))
+    return total
 
 
 def raw_feast_reads(settings, student_keys: list[str], class_keys: list[str], repeats: int) -> list[str]:
@@ -253,10 +254,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--raw-repeats", type=int, default=200)
     parser.add_argument("--no-uncached", action="store_true", help="skip the arms with the row cache off")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server worker processes (default: PORTRAIT_SERVING_WORKERS, one per core)")
     args = parser.parse_args()
     import httpx
 
-    from serving.online import DEFAULT_CACHE_ROWS
+    from core.config import Settings
 
     print(f"bench/serving.py: {args.students} students, {args.rate:g} requests/s, {args.seconds:g} s per arm "
           f"(+{args.warmup:g} s warm-up), {os.cpu_count()} cores")
@@ -265,12 +268,15 @@ def main() -> None:
         city = build_city(Path(tmp), args.students, args.seed)
         print(f"set-up (synth, ingest, features, statistics, scores) {time.perf_counter() - started:.0f} s; "
               f"class {city['class_id']} has {len(city['class_keys'])} students")
+        defaults = Settings()
+        workers = args.workers or defaults.serving_workers
+        print(f"server: portrait serve --workers {workers}")
         print(f"\n{'arm':<11}{'cache':<7}{'rate':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} "
-              f"{'cpu ms/req':>9}  (server CPU per request)")
-        modes = [("on", DEFAULT_CACHE_ROWS)] + ([] if args.no_uncached else [("off", 0)])
+              f"{'cpu ms/req':>9}  (server CPU per request, all workers)")
+        modes = [("on", defaults.serving_cache_rows)] + ([] if args.no_uncached else [("off", 0)])
         rng = random.Random(args.seed)
         for cache, rows in modes:
-            server, base = start_server(city["settings"], rows)
+            server, base = start_server(city["settings"], rows, workers)
             try:
                 token = httpx.post(f"{base}/api/v1/token", data={"username": "bench-teacher",
                                                                  "password": PASSWORD}).json()["access_token"]

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     privacy_ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger, e.g. PostgreSQL.")
 
     token_minutes: int = 60
+    # The portrait service: one worker process per core (a single Python process saturates one
+    # core at about 250 portraits/s), and the rows each worker keeps in memory between publishes
+    # (roughly a city's current students × the views a page reads).
+    serving_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    serving_cache_rows: int = 200_000
 
     # --- derived locations (one obvious place each) ---
     @property

@@ -158,13 +158,16 @@ def score():
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: PORTRAIT_SERVING_WORKERS, "
+                                                     "one per core).")] = None,
 ):
     """Serve portraits (JSON API and web pages)."""
     import uvicorn
 
-    from serving.app import create_app
-
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+    # An import string, not an app object: each worker process builds its own app from the same
+    # environment (uvicorn cannot fork an app object into workers).
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="warning",
+                workers=workers or get_settings().serving_workers)
 
 
 @app.command()

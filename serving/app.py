@@ -23,7 +23,7 @@ from serving.audit import AuditLog, audit_path
 from serving.directory import Directory, directory_source
 from serving.dp_releases import DPReleases
 from serving.model_cards import MlflowModelCards, ModelCards
-from serving.online import DEFAULT_CACHE_ROWS, CachedFeatureReader, FeatureReader, LazyFeatureReader
+from serving.online import CachedFeatureReader, FeatureReader, LazyFeatureReader
 from serving.pages import page_router
 from serving.pages.cache import DEFAULT_MAX_PAGES, RenderedPages
 from serving.pages.deps import SignInRequired
@@ -41,7 +41,6 @@ def create_app(
     directory: Directory | None = None,
     model_cards: ModelCards | None = None,
     throttle: LoginThrottle | None = None,
-    cache_rows: int = DEFAULT_CACHE_ROWS,
 ) -> FastAPI:
     if settings is None:
         settings = get_settings()
@@ -49,9 +48,10 @@ def create_app(
                   description="Role-scoped student and teacher portraits. Sign in at /api/v1/token.")
     app.state.settings = settings
     reader = features if features is not None else LazyFeatureReader(lambda: _feast_reader(settings))
-    app.state.features = CachedFeatureReader(reader, max_rows=cache_rows)
-    # cache_rows=0 turns both caches off: every request reads the store and renders (the benchmark's cold arm).
-    app.state.rendered_pages = RenderedPages(DEFAULT_MAX_PAGES if cache_rows > 0 else 0)
+    app.state.features = CachedFeatureReader(reader, max_rows=settings.serving_cache_rows)
+    # serving_cache_rows=0 turns both caches off: every request reads the store and renders (the
+    # benchmark's cold arm).
+    app.state.rendered_pages = RenderedPages(DEFAULT_MAX_PAGES if settings.serving_cache_rows > 0 else 0)
     if directory is not None:
         app.state.directory = lambda: directory
     else:

@@ -79,14 +79,15 @@ class DPReleases:
             signature = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             signature = None
+        # Parsed under the lock: when a new release lands, the requests arriving together must not
+        # all parse it at once (each parse holds the GIL for tens of milliseconds).
         with self._lock:
             cached = self._parsed.get(name)
             if cached is not None and cached[0] == signature:
                 return cached[1]
-        parsed = parse(pd.read_parquet(path)) if signature is not None else parse(None)
-        with self._lock:
+            parsed = parse(pd.read_parquet(path)) if signature is not None else parse(None)
             self._parsed[name] = (signature, parsed)
-        return parsed
+            return parsed
 
 
 def _parse_norms(table: pd.DataFrame | None) -> dict[tuple[int, str], FiveDomainNorms]:

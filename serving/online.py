@@ -26,8 +26,6 @@ Row = dict[str, Any]
 REGISTRY_REFRESH_SECONDS = 30.0
 # Stores that cannot say when they last changed (Redis) are trusted for this long per row.
 UNVERSIONED_MAX_AGE_SECONDS = 60.0
-# Rows kept in memory: a city's current students × the views a page reads, roughly.
-DEFAULT_CACHE_ROWS = 200_000
 
 
 class FeatureReader(Protocol):
@@ -140,11 +138,11 @@ class FeastFeatureReader:
 class CachedFeatureReader:
     """Remembers rows (and their absence) per (view, key) until the store's version changes.
 
-    Bounded: the least recently used rows go first past `max_rows`. `max_rows=0` turns caching off
-    (the benchmark measures both).
+    Bounded: the least recently used rows go first past `max_rows` (`Settings.serving_cache_rows`).
+    `max_rows=0` turns caching off (the benchmark measures both).
     """
 
-    def __init__(self, reader: FeatureReader, max_rows: int = DEFAULT_CACHE_ROWS) -> None:
+    def __init__(self, reader: FeatureReader, max_rows: int) -> None:
         self._reader = reader
         self._max_rows = max_rows
         self._rows: OrderedDict[tuple[str, str], Row | None] = OrderedDict()

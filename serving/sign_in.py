@@ -41,5 +41,5 @@ def sign_in(users: UserStore, throttle: LoginThrottle, username: str, password: 
 def issue_token(user: User, settings: Settings) -> str:
     """A short-lived signed token for `user` (the API returns it; the pages keep it in a cookie)."""
     return create_access_token(
-        user.username, user.role.value, list(user.scope), settings.secret("token"), settings.token_minutes
+        user.username, user.role.value, settings.secret("token"), settings.token_minutes
     )

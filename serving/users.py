@@ -1,15 +1,18 @@
 """Who may sign in, with which role, over which classes or schools: a small SQLite table.
 
-One connection per call keeps the store safe to use from FastAPI's worker threads; the table
-holds a few thousand staff at most, so the cost of opening SQLite is negligible.
+Every request re-reads its user (so disabling an account takes effect at once), so the store keeps
+one connection open: opening SQLite per call cost more than the rest of a request's sign-in check.
+The connection is shared by FastAPI's worker threads behind a lock, and a read sees what another
+process (`portrait users disable`) committed, since no transaction stays open between calls.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -48,6 +51,9 @@ class UserStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
         with self._connect() as conn:
             conn.execute(_SCHEMA)
 
@@ -90,11 +96,13 @@ class UserStore:
             cursor = conn.execute("UPDATE users SET disabled = 1 WHERE username = ?", (username,))
         return cursor.rowcount > 0
 
+    def close(self) -> None:
+        self._conn.close()
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # closing() closes the connection; the inner `with conn` commits or rolls back.
-        with closing(sqlite3.connect(self.path)) as conn, conn:
-            conn.row_factory = sqlite3.Row
+        # `with conn` commits or rolls back, so no transaction outlives the call.
+        with self._lock, self._conn as conn:
             yield conn
 
 

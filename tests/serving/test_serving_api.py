@@ -103,7 +103,7 @@ def test_wrong_password_and_unknown_user_get_the_same_401(client):
 
 
 def test_garbage_expired_or_disabled_tokens_are_401(client, settings, users):
-    expired = create_access_token("teacher", "class_teacher", ["class-1"], settings.secret("token"), -1)
+    expired = create_access_token("teacher", "class_teacher", settings.secret("token"), -1)
     good = token_for(client, "teacher")
     for token in ("garbage", expired):
         assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401

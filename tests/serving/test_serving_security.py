@@ -38,22 +38,21 @@ def test_tampered_or_malformed_hash_is_rejected():
 
 
 def test_token_round_trip():
-    token = create_access_token("teacher", "class_teacher", ["class-1", "class-2"], KEY, minutes=5)
+    token = create_access_token("teacher", "class_teacher", KEY, minutes=5)
     claims = decode_access_token(token, KEY)
     assert claims.subject == "teacher"
     assert claims.role == "class_teacher"
-    assert claims.scope == ("class-1", "class-2")
     assert claims.expires_at > datetime.now(UTC)
 
 
 def test_expired_token_is_rejected():
-    token = create_access_token("teacher", "class_teacher", [], KEY, minutes=-1)
+    token = create_access_token("teacher", "class_teacher", KEY, minutes=-1)
     with pytest.raises(ExpiredTokenError):
         decode_access_token(token, KEY)
 
 
 def test_token_signed_with_another_key_is_rejected():
-    token = create_access_token("teacher", "class_teacher", [], b"x" * 32, minutes=5)
+    token = create_access_token("teacher", "class_teacher", b"x" * 32, minutes=5)
     with pytest.raises(InvalidTokenError):
         decode_access_token(token, KEY)
     with pytest.raises(InvalidTokenError):
