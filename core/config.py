@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     def users_path(self) -> Path:
         return self.home / "users.db"
 
+    @property
+    def sign_in_failures_path(self) -> Path:
+        return self.home / "sign-in-failures.db"
+
     def secret(self, name: str) -> bytes:
         """A secret key kept under `home/keys` (created on first use, mode 0600).
 

@@ -60,7 +60,8 @@ def create_app(
     app.state.model_cards = model_cards if model_cards is not None else MlflowModelCards(settings)
     app.state.audit = AuditLog(audit_path(settings.home))
     app.state.users = UserStore(settings.users_path)
-    app.state.throttle = throttle if throttle is not None else LoginThrottle()
+    app.state.throttle = throttle if throttle is not None else LoginThrottle(settings.sign_in_failures_path,
+                                                                            key=settings.secret("sign-in"))
 
     app.include_router(health.router)
     app.include_router(api_router, prefix=API_PREFIX)

@@ -126,6 +126,16 @@ def test_throttle_locks_an_account_then_lets_it_go():
     assert throttle.retry_after("teacher", "10.0.0.2") is None
 
 
+def test_workers_share_one_count_and_the_file_names_nobody(tmp_path):
+    """`portrait serve` runs a worker per core: a guesser must not get a lockout's worth from each."""
+    path, key = tmp_path / "sign-in-failures.db", b"k" * 32
+    workers = [LoginThrottle(path, key=key, max_failures_per_account=3) for _ in range(2)]
+    for attempt in range(3):
+        workers[attempt % 2].failed("teacher", "10.0.0.7")
+    assert all(worker.retry_after("teacher", None) is not None for worker in workers)
+    assert b"teacher" not in path.read_bytes() and b"10.0.0.7" not in path.read_bytes()
+
+
 def test_a_right_password_clears_the_account():
     throttle = LoginThrottle(max_failures_per_account=2)
     throttle.failed("teacher", None)
