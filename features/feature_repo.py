@@ -237,8 +237,9 @@ def publish(store: FeatureStore, definitions: list, *, views: list[str] | None =
     who have left keep their history offline and drop out of the online store.
 
     Feast materializes one view at a time on one core, and most of that time is its per-value
-    conversion to protobuf. An online store that takes concurrent writers (Redis) lets views go
-    in parallel, one process each, widest first; SQLite has a single writer, so it stays serial.
+    conversion to protobuf: Redis views are written by `online_write` instead (the same bytes,
+    serialized column by column). An online store that takes concurrent writers (Redis) lets views
+    go in parallel, one process each, widest first; SQLite has a single writer, so it stays serial.
     """
     store.apply(definitions)
     online = [d for d in definitions if isinstance(d, FeatureView) and d.online and (views is None or d.name in views)]
