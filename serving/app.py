@@ -8,6 +8,9 @@ Feast store, the pipeline's files and the MLflow registry that the settings poin
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -44,7 +47,7 @@ def create_app(
 ) -> FastAPI:
     if settings is None:
         settings = get_settings()
-    app = FastAPI(title="Student portrait service", version="1",
+    app = FastAPI(title="Student portrait service", version="1", lifespan=_warm_up,
                   description="Role-scoped student and teacher portraits. Sign in at /api/v1/token.")
     app.state.settings = settings
     reader = features if features is not None else LazyFeatureReader(lambda: _feast_reader(settings))
@@ -70,6 +73,25 @@ def create_app(
     app.add_exception_handler(AccessError, _access_error)
     app.add_exception_handler(SignInRequired, lambda request, error: to_login())
     return app
+
+
+@contextlib.asynccontextmanager
+async def _warm_up(app: FastAPI) -> AsyncIterator[None]:
+    """Load the feature store client and the directory in the background as the worker starts.
+
+    Not awaited: the worker answers /healthz at once, and /readyz says when the store is there.
+    Without it, the first request each worker gets would import Feast (seconds) while holding the
+    GIL, and every request behind it on that worker would wait; with a worker per core, the one
+    that did not answer the readiness probe would still be cold when traffic arrives.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # unreachable now: /readyz reports it, requests retry it
+            app.state.features.views()
+            app.state.directory()
+
+    threading.Thread(target=load, name="warm-up", daemon=True).start()
+    yield
 
 
 def _access_error(request: Request, error: AccessError) -> Response:
