@@ -35,6 +35,14 @@ def test_disabled_user_cannot_authenticate(store):
     assert not store.disable("nobody")
 
 
+def test_the_service_sees_a_disable_made_elsewhere_at_once(store, tmp_path):
+    """The service keeps its connection open; `portrait users disable` runs in another process."""
+    store.add("teacher", "pw", "class_teacher", ["class-1"])
+    assert not store.get("teacher").disabled
+    assert UserStore(tmp_path / "users.db").disable("teacher")
+    assert store.get("teacher").disabled
+
+
 def test_unknown_role_is_refused(store):
     with pytest.raises(ValueError):
         store.add("someone", "pw", "principal", [])
