@@ -131,14 +131,18 @@ def start_server(settings, cache_rows: int, workers: int) -> tuple[subprocess.Po
     base = f"http://127.0.0.1:{port}"
     import httpx
 
-    deadline = time.monotonic() + 120
+    deadline, ready_in_a_row = time.monotonic() + 120, 0
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError("the server exited: " + server.stderr.read()[-2000:])
         try:
-            if httpx.get(f"{base}/readyz", timeout=60).status_code == 200:
+            # Each probe on a new connection, which any worker may take: ready 20 times in a row
+            # is every worker ready, as a load balancer's probe would see it.
+            ready_in_a_row = ready_in_a_row + 1 if httpx.get(f"{base}/readyz", timeout=60).status_code == 200 else 0
+            if ready_in_a_row >= 20:
                 return server, base
         except httpx.TransportError:
+            ready_in_a_row = 0
             time.sleep(0.2)
     server.terminate()
     raise RuntimeError("the server did not become ready in 120 s")
