@@ -165,9 +165,10 @@ def serve(
     import uvicorn
 
     # An import string, not an app object: each worker process builds its own app from the same
-    # environment (uvicorn cannot fork an app object into workers).
+    # environment (uvicorn cannot fork an app object into workers). No access log: the audit log
+    # is the one record of reads, and a URL line per request would be a second, unkept one.
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="warning",
-                workers=workers or get_settings().serving_workers)
+                access_log=False, workers=workers or get_settings().serving_workers)
 
 
 @app.command()
