@@ -2,7 +2,8 @@
 
 The cheap ones are `async def`: FastAPI runs them on the event loop instead of handing each to the
 thread pool (a hop that costs more than they do). The directory stays sync: a publish makes it
-reload its files. Routes themselves are sync, since Feast's reads block.
+reload its files. Routes themselves are sync, since Feast's reads block, except the two busiest
+(`routes/students.py`), which hand their one blocking call to the thread pool themselves.
 
 Each source lives on `app.state` (set once by `serving.app.create_app`), so tests build an app
 over in-memory sources and production over Feast, MLflow and the files under PORTRAIT_HOME.
