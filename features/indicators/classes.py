@@ -100,10 +100,10 @@ def _student_results(con, grades_path: Path) -> None:
     subject, over ranges of students that read only their row groups of the student-sorted lake;
     a class then adds up its students' counts and sums.
     """
+    con.execute("CREATE TEMP TABLE student_results (student_id VARCHAR, term_id VARCHAR, results BIGINT, "
+                "share_sum DOUBLE, passed BIGINT)")
     subjects = [subject for (subject,) in con.execute("SELECT DISTINCT subject FROM grades ORDER BY 1").fetchall()]
     if not subjects:
-        con.execute("CREATE TEMP TABLE student_results (student_id VARCHAR, term_id VARCHAR, results BIGINT, "
-                    "share_sum DOUBLE, passed BIGINT)")
         return
     result = "arg_max(score / full_mark, CASE WHEN exam = 'final' THEN 1 ELSE 0 END)"
     picks = [f"{result} FILTER (WHERE subject IS NOT DISTINCT FROM {'NULL' if s is None else sql_literal(s)}) AS r{i}"
@@ -114,8 +114,6 @@ def _student_results(con, grades_path: Path) -> None:
     passed = " + ".join(f"coalesce(({r} >= {PASS_SHARE})::BIGINT, 0)" for r in shares)
     rows = con.execute("SELECT count(*) FROM grades").fetchall()[0][0]
     buckets = entity_ranges(grades_path, "student_id", math.ceil(rows / GRADE_ROWS_PER_BUCKET)) if rows else ["TRUE"]
-    con.execute("CREATE TEMP TABLE student_results (student_id VARCHAR, term_id VARCHAR, results BIGINT, "
-                "share_sum DOUBLE, passed BIGINT)")
     for bucket in buckets:
         con.execute(f"""
             INSERT INTO student_results
