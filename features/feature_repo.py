@@ -248,13 +248,18 @@ def publish(store: FeatureStore, definitions: list, *, views: list[str] | None =
     if config.online_store.type != "redis":
         workers = 1
     if workers <= 1 or len(windows) <= 1:
-        for window in windows:
-            _materialize(config, *window)
-        return
-    # spawn, not fork: the parent may hold DuckDB and gRPC threads a forked child must not inherit.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(windows)), mp_context=context) as pool:
-        list(pool.map(_materialize, [config] * len(windows), *zip(*windows)))
+        recorded = [_materialize(config, *window) for window in windows]
+    else:
+        # spawn, not fork: the parent may hold DuckDB and gRPC threads a forked child must not inherit.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(windows)), mp_context=context) as pool:
+            recorded = list(pool.map(_materialize, [config] * len(windows), *zip(*windows)))
+    # The intervals `online_write` did not record, recorded here from this one process: workers
+    # each rewriting a file registry at once lost one another's (a view then showed none).
+    store.refresh_registry()
+    for (view, start, end), done in zip(windows, recorded):
+        if not done:
+            store.registry.apply_materialization(store.get_feature_view(view), store.config.project, start, end)
 
 
 def _writer_config(config: RepoConfig) -> RepoConfig:
@@ -286,12 +291,14 @@ def _online_window(view: FeatureView) -> tuple[str, datetime, datetime] | None:
     return view.name, (end - view.ttl if view.ttl else EPOCH), end
 
 
-def _materialize(config: RepoConfig, view: str, start: datetime, end: datetime) -> None:
+def _materialize(config: RepoConfig, view: str, start: datetime, end: datetime) -> bool:
     """One view into the online store: Redis through `online_write` (the same values and layout
-    as Feast writes, without its per-value conversion), anything else through Feast."""
+    as Feast writes, without its per-value conversion), anything else through Feast. True when
+    the materialized interval is already in the registry (Feast's materialize records it)."""
     store = FeatureStore(config=config)
     feature_view = store.get_feature_view(view)
     if online_write.covers(config, feature_view):
         online_write.materialize_redis(store, feature_view, start, end)
-    else:
-        store.materialize(start, end, feature_views=[view])
+        return False
+    store.materialize(start, end, feature_views=[view])
+    return True

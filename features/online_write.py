@@ -17,7 +17,8 @@ for every row. At city scale that is most of the publish: about 30 µs per value
   project), `_ts:<view>` holding the event time as a protobuf `Timestamp`, one field per feature
   named by Feast's `_mmh3` of `<view>:<feature>`; the field names and key prefix are computed
   once per view with Feast's own functions;
-- the materialized interval recorded in the registry, as `FeatureStore.materialize` records it.
+- the materialized interval is not recorded here: `feature_repo.publish` records it from one
+  process, since parallel workers each rewriting a file registry lose each other's intervals.
 
 `tests/test_feature_store.py` checks that every online view's Redis hashes are byte-identical to
 those Feast's own materialize writes. Views this path does not cover (several join keys, a
@@ -90,7 +91,6 @@ def materialize_redis(store: FeatureStore, view: FeatureView, start: datetime, e
                 if key_ttl:
                     pipe.expire(name=key, time=key_ttl)
             pipe.execute()
-    store.registry.apply_materialization(view, config.project, start, end)
     return table.num_rows
 
 
