@@ -36,6 +36,7 @@ from features.standards.csphs2014 import (
     SCORE_LEVELS,
     SEXES,
     level_for,
+    levels_for,
     standard,
 )
 
@@ -559,6 +560,7 @@ def test_no_bonus_from_items_the_band_does_not_score_for_bonus():
 )
 def test_level_for_cut_offs(total, level):
     assert level_for(total) == level
+    assert levels_for(np.array([total, np.nan])).tolist() == [level, None]  # the scorer's vector form
 
 
 def _find_combination(grade: int, sex: str, target: int, fixed: dict[str, int] | None = None):

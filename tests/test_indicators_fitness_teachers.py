@@ -598,3 +598,17 @@ def test_class_outcomes_are_the_same_whatever_the_student_buckets(school_lake, t
     one, many = (pq.read_table(tmp_path / name).to_pandas().sort_values(["class_id", "event_timestamp"])
                  .reset_index(drop=True) for name in ("one.parquet", "many.parquet"))
     pd.testing.assert_frame_equal(one, many)
+
+
+def test_fitness_families_are_the_same_whatever_the_student_buckets(city, tmp_path, monkeypatch):
+    """Tests are scored and the fitness families built bucket of students by bucket (each bucket a
+    range of the student-sorted lake): cut into many buckets, the rows are the same as in one."""
+    monkeypatch.setattr(fitness, "SCORED_BUCKET_ROWS", 200)
+    for family in fitness.FAMILIES:
+        family.build(city["lake"], tmp_path / f"{family.name}.parquet")
+    assert len(list((tmp_path / fitness.SCORED_DIR).glob("*/0*.parquet"))) > 5  # many buckets were scored
+    for family in fitness.FAMILIES:
+        keys = [*family.keys, "event_timestamp"]
+        one, many = (_read(folder, family.name).sort_values(keys).reset_index(drop=True)
+                     for folder in (city["out"], tmp_path))
+        pd.testing.assert_frame_equal(many, one, obj=family.name)

@@ -27,8 +27,6 @@ from features.indicators.family import IndicatorFamily
 
 MEMORY_LIMIT = "3GB"
 THREADS = 2
-CHUNK_ROWS = 400_000  # tests per student bucket in the window query (~0.5 GB peak)
-HISTORY_CHUNK_ROWS = 150_000  # tests per student bucket in the history query (its JSON grows with the career)
 BATCH_ROWS = 100_000  # rows per Arrow batch read back from DuckDB
 ROW_GROUP_BYTES = 128 << 20
 _DUCK_TYPES = {"str": "VARCHAR", "code": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "TIMESTAMP",
@@ -54,6 +52,7 @@ def duck_session(spill: Path, *, memory_limit: str = MEMORY_LIMIT, threads: int 
                                  "temp_directory": str(spill), "preserve_insertion_order": False})
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         yield con
     finally:
         con.close()
@@ -74,16 +73,6 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake_dir: Path, tables: list[s
                                 for c in TABLES[name].columns if not c.personal)
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} WHERE FALSE")
     return present
-
-
-def student_buckets(con: duckdb.DuckDBPyConnection, relation: str, key: str,
-                    rows_per_bucket: int = CHUNK_ROWS) -> list[str]:
-    """SQL conditions cutting `relation` into whole-entity buckets of about `rows_per_bucket` rows."""
-    rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-    buckets = max(1, math.ceil(rows / rows_per_bucket))
-    if buckets == 1:
-        return ["TRUE"]
-    return [f"hash({key}) % {buckets} = {b}" for b in range(buckets)]
 
 
 class FamilyWriter:

@@ -8,14 +8,15 @@ stated in (59.9 / 60.0, 89.9 / 90.0) is half-up, never a float accident.
 
 Families (`FAMILIES`): `student_fitness` (one row per student and test, true from the test date)
 and `student_fitness_history` (every test so far as one JSON document). Both are built in DuckDB
-over the lake, scored once per lake in chunks of one school year (see `scored_fitness`), and
-computed in student buckets so memory is bounded whatever the city's size; nothing loops over
+over the lake, scored once per lake in buckets of whole students (see `scored_fitness`), and
+computed one bucket at a time so memory is bounded whatever the city's size; nothing loops over
 students in Python. The DuckDB plumbing lives in `features/indicators/duck.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import uuid
@@ -30,18 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
-from features.indicators.duck import (
-    CHUNK_ROWS,
-    HISTORY_CHUNK_ROWS,
-    duck_session,
-    spill_dir,
-    sql_literal,
-    FamilyWriter,
-    student_buckets,
-)
+from features.indicators.duck import FamilyWriter, duck_session, entity_ranges, spill_dir, sql_literal
 from features.indicators.family import IndicatorFamily
 from features.standards import csphs2014
-from features.standards.csphs2014 import BMI_SCORES, GRADES, ITEMS, SEXES, level_for, standard
+from features.standards.csphs2014 import BMI_SCORES, GRADES, ITEMS, SEXES, levels_for, standard
 
 # A float input that should equal a threshold may arrive a hair off (9.3 as 9.299999...).
 _TOLERANCE = 1e-9
@@ -73,14 +66,17 @@ def score_fitness_tests(tests: pd.DataFrame) -> pd.DataFrame:
     std = standard()
     frame = tests.reset_index(drop=True)
     n = len(frame)
-    problems: list[list[str]] = [[] for _ in range(n)]
+    problems: dict[int, list[str]] = {}  # row -> why it cannot be scored (few rows have any)
 
     def note(mask: np.ndarray, message: str) -> None:
         for i in np.flatnonzero(mask):
-            problems[i].append(message)
+            problems.setdefault(i, []).append(message)
 
     grade = pd.to_numeric(frame["grade"], errors="coerce").to_numpy(dtype=float)
-    sex = frame["sex"].astype("string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
+    # Normalized once per distinct value (a handful), not once per row.
+    sex_codes, sex_values = pd.factorize(frame["sex"], use_na_sentinel=True)
+    sex_values = pd.Series(sex_values, dtype="string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
+    sex = np.append(sex_values, "")[sex_codes]  # code -1 (empty) picks the trailing ""
     bad_grade = ~np.isin(grade, GRADES)
     bad_sex = ~np.isin(sex, SEXES)
     note(bad_grade, "grade: not a school grade 1-12")
@@ -123,13 +119,11 @@ def score_fitness_tests(tests: pd.DataFrame) -> pd.DataFrame:
 
             bands = std.bmi_bands(s, g)
             tenths = bmi_tenths[rows]
-            category = np.select(
-                [tenths <= round(bands.underweight_max * 10), tenths <= round(bands.normal_max * 10),
-                 tenths <= round(bands.overweight_max * 10), tenths > round(bands.overweight_max * 10)],
-                ["underweight", "normal", "overweight", "obese"], default=None,
-            )
-            bmi_category[rows] = category
-            bmi_points = np.array([BMI_SCORES.get(c, np.nan) if c else np.nan for c in category], dtype=float)
+            in_band = [tenths <= round(bands.underweight_max * 10), tenths <= round(bands.normal_max * 10),
+                       tenths <= round(bands.overweight_max * 10), tenths > round(bands.overweight_max * 10)]
+            categories = ["underweight", "normal", "overweight", "obese"]
+            bmi_category[rows] = np.select(in_band, categories, default=None)
+            bmi_points = np.select(in_band, [float(BMI_SCORES[c]) for c in categories], default=np.nan)
             result["score_bmi"][rows] = bmi_points
             hundredths[rows] += np.nan_to_num(bmi_points).astype(np.int64) * round(weights["bmi"] * 100)
 
@@ -157,8 +151,11 @@ def score_fitness_tests(tests: pd.DataFrame) -> pd.DataFrame:
     out["standard_score"] = standard_score
     out["bonus"] = bonus
     out["total_score"] = total
-    out["level"] = [level_for(t) if not np.isnan(t) else None for t in total]
-    out["problem"] = ["; ".join(p) if p else None for p in problems]
+    out["level"] = levels_for(total)
+    problem = np.full(n, None, dtype=object)
+    for i, messages in problems.items():
+        problem[i] = "; ".join(messages)
+    out["problem"] = problem
     return out[list(frame.columns) + [c for c in OUTPUT_COLUMNS if c not in frame.columns]]
 
 
@@ -253,6 +250,9 @@ SCORED_SCHEMA = pa.schema(
     + [("standard_score", pa.float64()), ("bonus", pa.float64()), ("total_score", pa.float64()),
        ("level", pa.string()), ("problem", pa.string())]
 )
+# Tests per scored file: one pandas scoring call and one query of each family; the history's JSON
+# grows with the career, so a bucket this size keeps its query near 0.5 GB.
+SCORED_BUCKET_ROWS = 150_000
 SCORED_DIR = ".fitness_scored"  # under the indicators folder: one folder of scored tests per lake content
 
 _TEST_COLUMNS = ["school_year", "grade", "sex", "height_cm", "weight_kg", "bmi", "bmi_category", "score_bmi",
@@ -265,11 +265,15 @@ _ORDER = "school_year, event_timestamp"  # a student's tests in time order (scho
 def scored_fitness(lake_dir: Path, cache_root: Path) -> Path | None:
     """The lake's fitness tests scored under CSPHS 2014: a folder of Parquet files (SCORED_SCHEMA).
 
-    Scored one school year at a time (bounded memory), only tests of students in the `students`
-    table (when the lake has one). Kept under `cache_root/.fitness_scored/<digest>`, the digest
-    covering the lake tables' bytes and the scorer's code and tables, so the families that need
-    scores (`student_fitness`, `student_fitness_history`, `class_outcomes`) score a lake once.
-    None when the lake has no `fitness_tests` table.
+    One file per bucket of whole students (about SCORED_BUCKET_ROWS tests; ranges of student_id
+    when the lake is sorted by student, so each bucket reads only its row groups), files named in
+    bucket order, only tests of students in the `students` table (when the lake has one). The
+    families that read them take one file at a time: a student's tests are all in one file, and
+    no query scans the whole city (buckets by hash did, once per bucket: quadratic in the city).
+    Kept under `cache_root/.fitness_scored/<digest>`, the digest covering the lake tables' bytes
+    and the scorer's code and tables, so the families that need scores (`student_fitness`,
+    `student_fitness_history`, `class_outcomes`) score a lake once. None when the lake has no
+    `fitness_tests` table.
     """
     lake_dir, root = Path(lake_dir), Path(cache_root) / SCORED_DIR
     tests, students = lake_dir / "fitness_tests.parquet", lake_dir / "students.parquet"
@@ -284,18 +288,21 @@ def scored_fitness(lake_dir: Path, cache_root: Path) -> Path | None:
     building.mkdir(parents=True)
     try:
         with duck_session(building / "_spill") as con:
-            con.execute(f"CREATE VIEW fitness_tests AS SELECT * FROM read_parquet({sql_literal(tests)})")
-            where = "TRUE"
-            if students.exists():
-                where = f"student_id IN (SELECT student_id FROM read_parquet({sql_literal(students)}))"
-            years = [y for (y,) in con.sql(
-                f"SELECT DISTINCT school_year FROM fitness_tests WHERE {where} ORDER BY 1").fetchall()]
-            pq.write_table(SCORED_SCHEMA.empty_table(), building / "empty.parquet")
-            for year in years:
-                frame = con.sql(f"SELECT * FROM fitness_tests WHERE {where} AND school_year = {int(year)}").df()
+            source = f"read_parquet({sql_literal(tests)})"
+            rows = con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+            buckets = entity_ranges(tests, "student_id", math.ceil(rows / SCORED_BUCKET_ROWS)) if rows else []
+            pq.write_table(SCORED_SCHEMA.empty_table(), building / "empty.parquet")  # a glob always matches
+            for number, bucket in enumerate(buckets):
+                enrolled = (f"AND student_id IN (SELECT student_id FROM read_parquet({sql_literal(students)}) "
+                            f"WHERE {bucket})" if students.exists() else "")
+                batch = con.sql(f"SELECT * FROM {source} WHERE ({bucket}) {enrolled}").to_arrow_table()
+                if batch.num_rows == 0:
+                    continue
+                # Text stays Arrow-backed: converting ids to Python objects and back cost more than scoring.
+                frame = batch.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
                 scored = score_fitness_tests(frame)[SCORED_SCHEMA.names]
                 table = pa.Table.from_pandas(scored, schema=SCORED_SCHEMA, preserve_index=False)
-                pq.write_table(table, building / f"{int(year)}.parquet")
+                pq.write_table(table, building / f"{number:05d}.parquet")
         shutil.rmtree(building / "_spill", ignore_errors=True)
         try:
             os.rename(building, target)
@@ -321,11 +328,11 @@ def _digest(paths: list[Path | None]) -> str:
     return h.hexdigest()
 
 
-def _scored_view(con: duckdb.DuckDBPyConnection, scored: Path) -> None:
+def _scored_view(con: duckdb.DuckDBPyConnection, scored_file: Path) -> None:
     """View `tests`: student_key, event_timestamp (test date, 00:00 UTC) and the scored columns."""
-    source = f"read_parquet({sql_literal(Path(scored) / '*.parquet')})"
     con.execute(f"CREATE OR REPLACE VIEW tests AS SELECT student_id AS student_key, "
-                f"timezone('UTC', test_date) AS event_timestamp, {', '.join(_TEST_COLUMNS)} FROM {source}")
+                f"timezone('UTC', test_date) AS event_timestamp, {', '.join(_TEST_COLUMNS)} "
+                f"FROM read_parquet({sql_literal(scored_file)})")
 
 
 def _indicator_sql(source: str) -> str:
@@ -403,28 +410,27 @@ def _history_sql(source: str) -> str:
     """
 
 
-def _build_over_tests(family: IndicatorFamily, sql: Callable[[str], str], lake_dir: Path, out_path: Path,
-                      rows_per_bucket: int) -> int:
+def _build_over_tests(family: IndicatorFamily, sql: Callable[[str], str], lake_dir: Path, out_path: Path) -> int:
+    """The family's rows, one scored file (a bucket of whole students) at a time."""
     out_path = Path(out_path)
     scored = scored_fitness(lake_dir, out_path.parent)
     # FamilyWriter flushes every 128 MB: the history's JSON would make DuckDB's 1M-row groups
     # several GB each at city scale.
     with duck_session(spill_dir(out_path)) as con, FamilyWriter(family, out_path) as out:
-        if scored is not None:
-            _scored_view(con, scored)
-            for bucket in student_buckets(con, "tests", "student_key", rows_per_bucket):
-                out.add_query(con, sql(f"(SELECT * FROM tests WHERE {bucket})"))
+        for scored_file in sorted(scored.glob("*.parquet")) if scored is not None else []:
+            _scored_view(con, scored_file)
+            out.add_query(con, sql("tests"))
     return out.rows
 
 
 def build_student_fitness(lake_dir: Path, out_path: Path) -> int:
     """One row per student and test, true from the test date (00:00 UTC)."""
-    return _build_over_tests(STUDENT_FITNESS, _indicator_sql, lake_dir, out_path, CHUNK_ROWS)
+    return _build_over_tests(STUDENT_FITNESS, _indicator_sql, lake_dir, out_path)
 
 
 def build_student_fitness_history(lake_dir: Path, out_path: Path) -> int:
     """One row per student and test: that test and every earlier one, as JSON (true from the test date)."""
-    return _build_over_tests(STUDENT_FITNESS_HISTORY, _history_sql, lake_dir, out_path, HISTORY_CHUNK_ROWS)
+    return _build_over_tests(STUDENT_FITNESS_HISTORY, _history_sql, lake_dir, out_path)
 
 
 STUDENT_FITNESS = IndicatorFamily(

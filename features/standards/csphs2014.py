@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
+
 SCORE_LEVELS = (100, 95, 90, 85, 80, 78, 76, 74, 72, 70, 68, 66, 64, 62, 60, 50, 40, 30, 20, 10)
 GRADES = tuple(range(1, 13))
 SEXES = ("m", "f")
@@ -138,6 +140,15 @@ def level_for(total: float) -> str:
         if total >= cut:
             return level
     return "fail"
+
+
+def levels_for(totals: np.ndarray) -> np.ndarray:
+    """`level_for` of every total at once (None where the total is NaN), as an object array."""
+    totals = np.asarray(totals, dtype=float)
+    levels = np.select([totals >= cut for _, cut in LEVEL_CUTS], [level for level, _ in LEVEL_CUTS],
+                       default="fail").astype(object)
+    levels[np.isnan(totals)] = None
+    return levels
 
 
 def _floats(values) -> tuple[float, ...]:
