@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and its neighbours would shadow
+# packages (bench/features.py shadows `features`): put the repository root there instead.
+sys.path[0] = str(ROOT)
 
 STAGES = {
     "synth": """
