@@ -75,7 +75,7 @@ def run_once(kind: str, home: Path, indicators_dir: Path, entities: pd.DataFrame
 
     store = feature_store(Settings(home=home, feast_offline_store=kind))
     definitions = indicator_views(indicators_dir)
-    views = [d.name for d in definitions if isinstance(d, FeatureView)]
+    views = [d.name for d in definitions if isinstance(d, FeatureView) and d.online]  # offline-only views stay out
     seconds = {}
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints materialize progress
         started = time.perf_counter()
@@ -139,8 +139,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = stores if repeat % 2 == 0 else stores[::-1]  # interleave: no arm always goes first
             for kind in order:
-                print(f"  repeat {repeat + 1}/{args.repeats}: {kind} ...", flush=True)
                 seconds, frames[kind] = run_once(kind, tmp / f"feast-{kind}-{repeat}", indicators_dir, entities)
+                print(f"  repeat {repeat + 1}/{args.repeats} {kind:<7}"
+                      + "".join(f"  {op} {value:8.3f} s" for op, value in seconds.items()), flush=True)
                 for op, value in seconds.items():
                     timings[kind][op].append(value)
         if "ray" in stores:
