@@ -164,8 +164,9 @@ def main() -> None:
         line = "".join(f"{seconds[kind]:>10.3f}" for kind in stores)
         line += "".join(f"{seconds[kind] / seconds[reference]:>15.2f}x" for kind in stores[1:])
         print(f"{op:<14}{line}")
+    print()
     for kind, (agree, detail) in agreement.items():
-        print(f"\nhistorical retrieval, {kind} vs {reference}: {'SAME' if agree else 'DIFFERENT'} ({detail})")
+        print(f"historical retrieval, {kind} vs {reference}: {'SAME' if agree else 'DIFFERENT'} ({detail})")
     fastest = min(stores, key=total.get)
     verdict = (f"the engine keeps {reference} (the default in feature_store)" if fastest == reference
                else f"{fastest} is faster here: revisit feature_store's default")
