@@ -178,10 +178,11 @@ def main() -> None:
     runner_up = sorted(total.values())[1] if len(stores) > 1 else total[fastest]
     if runner_up - total[fastest] < spread:
         print(f"  (the lead is smaller than the run-to-run spread of {spread:.3f} s: a tie in practice)")
-    if not all(agree for agree, _ in agreement.values()):
+    all_agree = all(agree for agree, _ in agreement.values())
+    if not all_agree:
         print("WARNING: the stores disagree, so the timings compare different work")
     print(f"setup (synth+ingest+indicators) {setup:.1f} s; whole benchmark {time.perf_counter() - began:.1f} s")
-    raise SystemExit(0 if all(agree for agree, _ in agreement.values()) else 1)
+    raise SystemExit(0 if all_agree else 1)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ classes; the workspace/term set used by the student families); merging them is o
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import uuid
